@@ -1,0 +1,155 @@
+"""The Engine protocol: what every text source behind openbrace implements.
+
+An engine only produces text. `generate(request)` is an async iterator of `str`
+deltas that ends with exactly one `Finish` item carrying the finish reason and the
+token usage. Turning text into ops is the `PatchEmitter`'s job, never the engine's.
+
+Contract:
+
+- `generate` must be cancellable at every `await`: when the consumer stops
+  iterating (`aclose()`, cancellation, a dropped connection), the engine stops
+  producing within one model step and releases what it holds.
+- Problems found before any text (unknown model, unsupported schema, bad
+  parameter) raise at the first `__anext__`, before any delta: `InvalidSchemaError`,
+  `EngineRequestError` (a 4xx), `EngineUnavailableError` (a 503).
+- Problems after text started raise a `StreamError` subclass (`UpstreamError`,
+  `StreamTimeoutError`, ...). Running out of `max_tokens` is not an exception:
+  it is `Finish(reason="length")`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..exceptions import OpenBraceError
+
+__all__ = [
+    "Engine",
+    "EngineRequestError",
+    "EngineUnavailableError",
+    "Finish",
+    "FinishReason",
+    "GenerationRequest",
+    "MockEngine",
+    "ModelInfo",
+    "Usage",
+]
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The last item of every generation."""
+
+    reason: FinishReason = "stop"
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: str
+    owned_by: str = "openbrace"
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One generation, engine-neutral.
+
+    `schema` is a normalised JSON Schema dict (see `openbrace.schema`), `{}` for
+    "any JSON value", or None for free text (plain chat completions). `extra`
+    holds unknown body fields: an upstream engine forwards them, the local engine
+    refuses them.
+    """
+
+    model: str
+    messages: list[dict[str, Any]]
+    schema: dict[str, Any] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    stop: list[str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class EngineRequestError(OpenBraceError):
+    """The engine refuses the request before generating (HTTP `status`, default 400)."""
+
+    def __init__(self, message: str, *, status: int = 400, param: str | None = None,
+                 code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.param = param
+        self.code = code
+
+
+class EngineUnavailableError(OpenBraceError):
+    """The engine cannot serve right now (model not loadable, upstream down): HTTP 503/502."""
+
+    def __init__(self, message: str, *, status: int = 503):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class Engine:
+    """Base class of engines. Subclasses override `models` and `generate`."""
+
+    async def models(self) -> list[ModelInfo]:
+        """The models this engine serves; the first is the default."""
+        raise NotImplementedError
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[str | Finish]:
+        """Text deltas for `request`, then one `Finish`. See the module docstring."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Release resources (connections, model memory). Idempotent."""
+
+
+Handler = Callable[[GenerationRequest], AsyncIterator["str | Finish"]]
+
+
+class MockEngine(Engine):
+    """An engine driven by a plain async-generator function, for tests and demos.
+
+    ```python
+    async def handler(request):
+        yield '{"intent": "billing"}'
+        yield Finish()
+    engine = MockEngine(handler)
+    ```
+    """
+
+    def __init__(self, handler: Handler, model_ids: tuple[str, ...] = ("mock",)):
+        self._handler = handler
+        self._model_ids = model_ids
+
+    async def models(self) -> list[ModelInfo]:
+        return [ModelInfo(id) for id in self._model_ids]
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[str | Finish]:
+        return self._handler(request)
+
+

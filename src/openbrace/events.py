@@ -1,0 +1,173 @@
+"""PatchEvent, and applying `add` ops to build documents.
+
+A `Document` applies ops in order and hands out one `PatchEvent` per op. Reading
+an event's `field` or `value` costs O(1); its `snapshot` (an independent deep copy
+of the document right after that op) is only built when read, so a consumer that
+never looks at snapshots never pays for them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import pointer
+from .exceptions import PointerError
+
+__all__ = ["Document", "PatchEvent", "apply_add", "copy_json"]
+
+_CONTAINERS = (dict, list)
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of JSON data (dicts, lists, scalars); faster than `copy.deepcopy`."""
+    if isinstance(value, dict):
+        return {k: copy_json(v) if isinstance(v, _CONTAINERS) else v for k, v in value.items()}
+    if isinstance(value, list):
+        return [copy_json(v) if isinstance(v, _CONTAINERS) else v for v in value]
+    return value
+
+
+def apply_add(doc: Any, path: str, value: Any) -> Any:
+    """Apply one RFC 6902 `add` op to `doc` in place and return the new document.
+
+    `path` is an RFC 6901 pointer (unescaped here). The root path `""` replaces the
+    document, so always keep the return value: `doc = apply_add(doc, path, value)`.
+    Array indices may be a number up to the length, or `-` to append.
+    """
+    if path == "":
+        return value
+    *parents, last = pointer.split(path)
+    target = doc
+    for token in parents:
+        target = _child(target, token, path)
+    if isinstance(target, dict):
+        target[last] = value
+    elif isinstance(target, list):
+        if last == "-":
+            target.append(value)
+        else:
+            target.insert(_index(target, last, path, allow_end=True), value)
+    else:
+        raise PointerError(f"cannot add {path!r}: parent is not a container")
+    return doc
+
+
+def _child(container: Any, token: str, path: str) -> Any:
+    if isinstance(container, dict):
+        if token not in container:
+            raise PointerError(f"cannot add {path!r}: {token!r} does not exist")
+        return container[token]
+    if isinstance(container, list):
+        return container[_index(container, token, path, allow_end=False)]
+    raise PointerError(f"cannot add {path!r}: {token!r} is inside a scalar")
+
+
+def _index(array: list[Any], token: str, path: str, *, allow_end: bool) -> int:
+    if not token.isdigit() or (token != "0" and token.startswith("0")):
+        raise PointerError(f"cannot add {path!r}: {token!r} is not an array index")
+    index = int(token)
+    if index > len(array) or (index == len(array) and not allow_end):
+        raise PointerError(f"cannot add {path!r}: index {index} is out of range")
+    return index
+
+
+class Document:
+    """The document a stream of `add` ops builds, and the events that describe it.
+
+    `apply(op)` checks and applies one op and returns its `PatchEvent`. The document
+    keeps the ops it applied so that any event's snapshot can be rebuilt later.
+    """
+
+    __slots__ = ("_ops", "value")
+
+    def __init__(self) -> None:
+        self.value: Any = None
+        self._ops: list[dict[str, Any]] = []
+
+    def apply(self, op: dict[str, Any]) -> PatchEvent:
+        if op.get("op") != "add" or not isinstance(op.get("path"), str) or "value" not in op:
+            raise PointerError(f"not an RFC 6902 add op: {op!r}")
+        value = op["value"]
+        # Containers are copied so the live document never aliases the op's value.
+        stored = copy_json(value) if isinstance(value, _CONTAINERS) else value
+        self.value = apply_add(self.value, op["path"], stored)
+        self._ops.append(op)
+        return PatchEvent(op, self, len(self._ops))
+
+    def snapshot_after(self, count: int) -> Any:
+        """An independent copy of the document after its first `count` ops."""
+        if count == len(self._ops):
+            return copy_json(self.value)
+        doc: Any = None
+        for op in self._ops[:count]:
+            doc = apply_add(doc, op["path"], copy_json(op["value"]))
+        return doc
+
+
+class PatchEvent:
+    """One op of a patch stream, with the document as it stood right after it.
+
+    Attributes:
+        op: the op as received, `{"op": "add", "path": ..., "value": ...}`.
+        path: the raw RFC 6901 pointer, `"/steps/0"`; `""` for the root.
+        field: `path` without its leading `/`: `"steps/0"`, `"address/city"`, `""`.
+        value: the op's value. A container open carries `{}` or `[]`.
+        keys: the unescaped path tokens, `("steps", "0")`; `()` for the root.
+        is_leaf: False for the root seed and container opens (`{}`/`[]` values that
+            later ops fill), True for every complete value, including `0`, `""`,
+            `false` and `null`.
+        snapshot: an independent deep copy of the whole document after this op.
+            Built on first read (O(document size)) and cached: every read returns
+            the same object. Later ops never change it, so stashing events is safe.
+
+    Events are immutable: setting an attribute raises `AttributeError`.
+    """
+
+    __slots__ = ("_count", "_doc", "_snapshot", "op")
+
+    _UNSET: Any = object()
+
+    def __init__(self, op: dict[str, Any], doc: Document, count: int):
+        object.__setattr__(self, "op", op)
+        object.__setattr__(self, "_doc", doc)
+        object.__setattr__(self, "_count", count)
+        object.__setattr__(self, "_snapshot", PatchEvent._UNSET)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("PatchEvent is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("PatchEvent is immutable")
+
+    @property
+    def path(self) -> str:
+        return self.op["path"]  # type: ignore[no-any-return]
+
+    @property
+    def field(self) -> str:
+        return self.path[1:]
+
+    @property
+    def value(self) -> Any:
+        return self.op["value"]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return pointer.split(self.path)
+
+    @property
+    def is_leaf(self) -> bool:
+        value = self.value
+        return not (isinstance(value, _CONTAINERS) and not value)
+
+    @property
+    def snapshot(self) -> Any:
+        if self._snapshot is PatchEvent._UNSET:
+            object.__setattr__(self, "_snapshot", self._doc.snapshot_after(self._count))
+        return self._snapshot
+
+    def __repr__(self) -> str:
+        return f"PatchEvent(field={self.field!r}, value={self.value!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PatchEvent) and other.op == self.op

@@ -1,0 +1,160 @@
+"""Every error openbrace raises, in one tree.
+
+```
+OpenBraceError
+├── InvalidSchemaError      the response_format is not a schema we can use (raised before any request)
+├── PointerError            a malformed RFC 6901 JSON Pointer, or one that does not resolve
+├── PatchStreamError        the server answered with a non-200 status: `status_code`, `body`
+├── ProtocolError           a frame that is not valid NDJSON/SSE, or a stream cut mid-frame
+└── StreamError             the stream ended with an error record: `type`, `message`, `code`, `snapshot`
+    ├── InvalidRequestError     type "invalid_request_error"
+    ├── LengthError             type "length": max_tokens ran out before the document closed
+    ├── InvalidOutputError      type "invalid_output": text that is not JSON (also raised by PatchEmitter)
+    ├── UpstreamError           type "upstream_error"
+    ├── StreamTimeoutError      type "timeout"
+    └── ServerError             type "server_error"
+```
+
+A `StreamError` means the ops delivered before it are still valid: `snapshot` is
+the document they built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "InvalidOutputError",
+    "InvalidRequestError",
+    "InvalidSchemaError",
+    "LengthError",
+    "OpenBraceError",
+    "PatchStreamError",
+    "PointerError",
+    "ProtocolError",
+    "ServerError",
+    "StreamError",
+    "StreamTimeoutError",
+    "UpstreamError",
+    "error_class",
+]
+
+
+class OpenBraceError(Exception):
+    """Base class of every openbrace error."""
+
+
+class InvalidSchemaError(OpenBraceError, ValueError):
+    """The response_format cannot be turned into a usable JSON Schema.
+
+    `pointer` is the JSON Pointer of the offending place in the schema ("" for the root)
+    and `keyword` the keyword at fault, when known.
+    """
+
+    def __init__(self, message: str, *, pointer: str | None = None, keyword: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.pointer = pointer
+        self.keyword = keyword
+
+
+class PointerError(OpenBraceError, ValueError):
+    """A JSON Pointer that is malformed or does not resolve against the document."""
+
+
+class PatchStreamError(OpenBraceError):
+    """The server refused the request: a non-200 status, before any op was streamed."""
+
+    def __init__(self, status_code: int, body: Any):
+        self.status_code = status_code
+        self.body = body
+        message = body.get("error", {}).get("message") if isinstance(body, dict) else None
+        super().__init__(f"HTTP {status_code}: {message or body!r}")
+
+
+class ProtocolError(OpenBraceError):
+    """The byte stream is not a valid NDJSON or SSE patch stream."""
+
+
+class StreamError(OpenBraceError):
+    """The stream ended with an error record; the ops before it stay valid.
+
+    Attributes:
+        type: the record's `type` (see SPEC section 4).
+        message: the human-readable message.
+        code: the record's `code`, if any.
+        snapshot: the document built by the ops delivered before the error.
+    """
+
+    type: str = "server_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        snapshot: Any = None,
+        type: str | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.snapshot = snapshot
+        if type is not None:
+            self.type = type
+
+    def to_record(self) -> dict[str, Any]:
+        """The NDJSON control record for this error: `{"error": {...}}`."""
+        return {"error": {"message": self.message, "type": self.type, "code": self.code}}
+
+
+class InvalidRequestError(StreamError):
+    type = "invalid_request_error"
+
+
+class LengthError(StreamError):
+    type = "length"
+
+
+class InvalidOutputError(StreamError):
+    """Text that is not a JSON document (or breaks the schema).
+
+    Raised by `PatchEmitter.feed`/`close` with `offset`, the byte offset in the UTF-8
+    text at which the problem was found, and by clients on an `invalid_output` record.
+    """
+
+    type = "invalid_output"
+
+    def __init__(self, message: str, *, offset: int | None = None, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.offset = offset
+
+
+class UpstreamError(StreamError):
+    type = "upstream_error"
+
+
+class StreamTimeoutError(StreamError):
+    type = "timeout"
+
+
+class ServerError(StreamError):
+    type = "server_error"
+
+
+_BY_TYPE: dict[str, type[StreamError]] = {
+    cls.type: cls
+    for cls in (
+        InvalidRequestError,
+        LengthError,
+        InvalidOutputError,
+        UpstreamError,
+        StreamTimeoutError,
+        ServerError,
+    )
+}
+
+
+def error_class(type: str) -> type[StreamError]:
+    """The StreamError subclass for an error record's `type` (StreamError if unknown)."""
+    return _BY_TYPE.get(type, StreamError)

@@ -1,0 +1,97 @@
+"""From an engine's text deltas to the records of a patch stream.
+
+`patch_records(engine, request)` is the one pipeline behind both the server and
+the in-process client: it feeds every delta to a `PatchEmitter`, yields each op
+the moment it exists, and ends with exactly one control record:
+
+- `{"done": {"finish_reason": "stop", "usage": {...}}}` on success;
+- `{"error": {"message": ..., "type": ..., "code": ...}}` on failure, after which
+  the ops already yielded stay valid (SPEC section 4).
+
+Errors raised before the first delta (an unsupported schema, an unknown model)
+propagate as exceptions, so the server can still answer with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+from .emitter import PatchEmitter
+from .engines.base import Engine, Finish, GenerationRequest
+from .events import apply_add
+from .exceptions import InvalidOutputError, LengthError, ServerError, StreamError
+
+__all__ = ["Record", "patch_records"]
+
+Record = dict[str, Any]
+log = logging.getLogger("openbrace")
+
+
+async def patch_records(engine: Engine, request: GenerationRequest) -> AsyncIterator[Record]:
+    """Ops for `request`, then one `done` or `error` record. See the module docstring."""
+    deltas = engine.generate(request)
+    try:
+        first = await deltas.__anext__()  # pre-stream errors propagate from here
+    except StopAsyncIteration:
+        first = Finish()
+    async with aclosing(deltas):  # type: ignore[type-var]
+        emitter = PatchEmitter()
+        document: Any = None
+        try:
+            item = first
+            while not isinstance(item, Finish):
+                for op in emitter.feed(item):
+                    document = apply_add(document, op["path"], _fresh(op["value"]))
+                    yield op
+                item = await deltas.__anext__()
+            ops = _close(emitter, item)
+            for op in ops:
+                document = apply_add(document, op["path"], _fresh(op["value"]))
+                yield op
+            _check_schema(document, request.schema)
+        except StreamError as exc:
+            yield exc.to_record()
+            return
+        except StopAsyncIteration:
+            yield ServerError("the engine ended without a finish reason").to_record()
+            return
+        except Exception:  # never leak internals into the stream
+            log.exception("generation failed mid-stream")
+            yield ServerError("internal error while generating").to_record()
+            return
+        yield {"done": {"finish_reason": "stop", "usage": item.usage.to_dict()}}
+
+
+def _close(emitter: PatchEmitter, finish: Finish) -> list[Record]:
+    try:
+        return emitter.close()
+    except InvalidOutputError:
+        if finish.reason == "length":
+            raise LengthError(
+                "max_tokens ran out before the document closed", code="max_tokens"
+            ) from None
+        raise
+
+
+def _check_schema(document: Any, schema: dict[str, Any] | None) -> None:
+    """An unconstrained upstream may write valid JSON that breaks the schema."""
+    if not schema:
+        return
+    from .schema import first_violation
+
+    problem = first_violation(document, schema)
+    if problem is not None:
+        raise InvalidOutputError(f"output does not match the schema: {problem}")
+
+
+def _fresh(value: Any) -> Any:
+    # Ops carry empty containers when they open; a fresh one keeps our copy private.
+    if isinstance(value, dict) and not value:
+        return {}
+    if isinstance(value, list) and not value:
+        return []
+    return value
+

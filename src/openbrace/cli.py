@@ -8,11 +8,15 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import ipaddress
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
-from .exceptions import OpenBraceError
+from .exceptions import InvalidRequestError, InvalidSchemaError, OpenBraceError
 
 __all__ = ["main"]
 
@@ -24,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print errors as JSON objects")
     commands = parser.add_subparsers(dest="command", required=True)
     # Each subcommand registers itself below with add_parser(...).set_defaults(run=_cmd_NAME).
+    _add_client_commands(commands)
+    _add_serve_command(commands)
+    _add_demo_command(commands)
     del commands  # (placeholder until the first subcommand lands)
     return parser
 
@@ -34,6 +41,215 @@ def _fail(args: argparse.Namespace, message: str, kind: str = "error") -> int:
     else:
         print(f"openbrace: {message}", file=sys.stderr)
     return 1
+
+
+# --- stream, generate, models, schema check: the SDK from a terminal -----------------
+
+_ENGINE_HINT = "unset: the embedded model, in-process"
+
+
+def _add_client_commands(commands: Any) -> None:
+    errors = argparse.ArgumentParser(add_help=False)
+    errors.add_argument(  # also accepted after the subcommand
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print errors as JSON"
+    )
+    client = argparse.ArgumentParser(add_help=False, parents=[errors])
+    client.add_argument(
+        "--base-url", help=f"a server (default $OPENBRACE_BASE_URL; {_ENGINE_HINT})"
+    )
+    client.add_argument("--api-key", help="the server's API key (default $OPENBRACE_API_KEY)")
+    request = argparse.ArgumentParser(add_help=False, parents=[client])
+    request.add_argument(
+        "-m",
+        "--model",
+        default=os.environ.get("OPENBRACE_MODEL"),
+        help="model id (default $OPENBRACE_MODEL, else the first model listed)",
+    )
+    request.add_argument("-s", "--schema", required=True, help="a JSON Schema file, or inline JSON")
+    request.add_argument("prompt", nargs="?", help="the prompt (default: read from stdin)")
+    request.add_argument("--system", help="a system message to put before the prompt")
+    request.add_argument("--max-tokens", type=int, help="stop after this many tokens")
+    request.add_argument("--temperature", type=float)
+    request.add_argument("--seed", type=int)
+
+    stream = commands.add_parser(
+        "stream", parents=[request], help="print the JSON Patch ops as they arrive, one per line"
+    )
+    stream.add_argument(
+        "--live", action="store_true", help="draw the fields filling in, with their arrival times"
+    )
+    stream.set_defaults(run=_cmd_stream)
+    commands.add_parser("generate", parents=[request], help="print the final JSON").set_defaults(
+        run=_cmd_generate
+    )
+    commands.add_parser("models", parents=[client], help="list the models").set_defaults(
+        run=_cmd_models
+    )
+    schema = commands.add_parser("schema", help="work with JSON Schemas")
+    schema_commands = schema.add_subparsers(dest="schema_command", required=True)
+    check = schema_commands.add_parser(
+        "check", parents=[errors], help="check that a schema is valid and can be enforced"
+    )
+    check.add_argument("file", help="the JSON Schema file ('-' for stdin)")
+    check.set_defaults(run=_cmd_schema_check)
+
+
+def _cmd_stream(args: argparse.Namespace) -> int:
+    return _run_client(args, _stream(args, _load_schema(args.schema), _prompt(args)))
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    return _run_client(args, _generate(args, _load_schema(args.schema), _prompt(args)))
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    return _run_client(args, _models(args))
+
+
+def _cmd_schema_check(args: argparse.Namespace) -> int:
+    from . import schema as schemas
+
+    document = _load_schema(args.file)
+    try:
+        schemas.check(document)
+        _check_enforceable(schemas.normalize(document))
+    except InvalidSchemaError as exc:
+        name = "<stdin>" if args.file == "-" else args.file
+        if getattr(args, "json", False):
+            error = {
+                "type": "InvalidSchemaError",
+                "message": exc.message,
+                "file": name,
+                "pointer": exc.pointer,
+                "keyword": exc.keyword,
+            }
+            print(json.dumps({"error": error}), file=sys.stderr)
+            return 1
+        return _fail(args, f"{name}: {exc.message}")
+    print(f"{args.file}: ok")
+    return 0
+
+
+def _check_enforceable(schema: Any) -> None:
+    """Compile the schema as the embedded engine would (no model needed: a byte tokenizer)."""
+    try:
+        import llguidance
+
+        from .engines.grammar import SchemaCompiler
+    except ImportError:
+        return  # without the local extra, only the meta-schema check applies
+    SchemaCompiler(llguidance.LLTokenizer("byte")).matcher(schema)
+
+
+def _load_schema(spec: str) -> Any:
+    """A schema from a file, stdin (`-`), or inline JSON text."""
+    name = spec
+    if spec.lstrip()[:1] in ("{", "["):
+        text, name = spec, "inline schema"
+    elif spec == "-":
+        text, name = sys.stdin.read(), "<stdin>"
+    else:
+        try:
+            with open(spec, encoding="utf-8") as file:
+                text = file.read()
+        except OSError as exc:
+            raise InvalidSchemaError(f"cannot read {spec}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidSchemaError(
+            f"{name}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+
+
+def _prompt(args: argparse.Namespace) -> str:
+    if args.prompt is not None:
+        return str(args.prompt)
+    if args.schema == "-":
+        raise InvalidRequestError("the schema came from stdin: pass the prompt as an argument")
+    if sys.stdin.isatty():
+        print("openbrace: reading the prompt from stdin (end with Ctrl-D)", file=sys.stderr)
+    prompt = sys.stdin.read().strip()
+    if not prompt:
+        raise InvalidRequestError("no prompt: pass it as an argument or on stdin")
+    return prompt
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from .client import AsyncClient
+
+    return AsyncClient(api_key=args.api_key, base_url=args.base_url)
+
+
+def _request(args: argparse.Namespace, model: str, schema: Any, prompt: str) -> dict[str, Any]:
+    messages = [{"role": "user", "content": prompt}]
+    if args.system:
+        messages.insert(0, {"role": "system", "content": args.system})
+    return {
+        "model": model,
+        "input": messages,
+        "response_format": schema,
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+        "seed": args.seed,
+    }
+
+
+async def _model(client: Any, args: argparse.Namespace) -> str:
+    if args.model:
+        return str(args.model)
+    models = await client.models.list()
+    if not models.data:
+        raise InvalidRequestError("the server lists no models: pass one with -m")
+    return str(models.data[0].id)
+
+
+async def _stream(args: argparse.Namespace, schema: Any, prompt: str) -> int:
+    async with _client(args) as client:
+        request = _request(args, await _model(client, args), schema, prompt)
+        if args.live:
+            from .live import LiveView
+
+            await LiveView(schema, title=request["model"]).run(client.stream(**request))
+            return 0
+        async for event in client.stream(**request):
+            line = json.dumps(event.op, ensure_ascii=False, separators=(",", ":"))
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()  # one op per line, the moment it exists
+    return 0
+
+
+async def _generate(args: argparse.Namespace, schema: Any, prompt: str) -> int:
+    async with _client(args) as client:
+        result = await client.generate(**_request(args, await _model(client, args), schema, prompt))
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 0
+
+
+async def _models(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        models = await client.models.list()
+    for model in models.data:
+        print(model.id)
+    return 0
+
+
+def _run_client(args: argparse.Namespace, work: Coroutine[Any, Any, int]) -> int:
+    """Run one SDK coroutine; transport failures become one clear line."""
+    import httpx
+    import openai
+
+    where = args.base_url or os.environ.get("OPENBRACE_BASE_URL") or "the server"
+    try:
+        return asyncio.run(work)
+    except (httpx.TransportError, openai.APIConnectionError) as exc:
+        return _fail(args, f"cannot reach {where}: {exc or type(exc).__name__}", "connection")
+    except openai.APIStatusError as exc:  # `models` goes through the OpenAI SDK
+        return _fail(args, f"{where} answered HTTP {exc.status_code}: {exc.message}", "http")
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,6 +263,203 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(args, f"{exc}. Install the extra: pip install 'openbrace[all]'", "import")
     except OpenBraceError as exc:
         return _fail(args, str(exc), type(exc).__name__)
+
+
+# -- serve (the HTTP server) -------------------------------------------------------
+
+
+def _add_serve_command(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve", help="run the OpenAI-compatible HTTP server (patch streaming)",
+        description="Serve the embedded model, or front an OpenAI-compatible upstream, "
+        "over HTTP. API keys also come from OPENBRACE_API_KEYS (comma-separated).",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    serve.add_argument("--port", type=int, default=8000)
+    source = serve.add_mutually_exclusive_group()
+    source.add_argument("--upstream", metavar="URL",
+                        help="an OpenAI-compatible server to front (e.g. http://vllm:8000/v1)")
+    source.add_argument("--model-file", metavar="GGUF", help="serve this GGUF file locally")
+    serve.add_argument("--upstream-key", metavar="KEY",
+                       help="the upstream's API key (default: $OPENBRACE_UPSTREAM_KEY)")
+    serve.add_argument("--upstream-timeout", type=float, default=60.0, metavar="S",
+                       help="seconds of upstream silence before giving up (default 60)")
+    serve.add_argument("--model-id", help="the model id clients ask for (local engine)")
+    serve.add_argument("--api-key", action="append", default=[], metavar="KEY",
+                       help="accept this bearer key (repeatable); none: the server is open")
+    serve.add_argument("--max-body-bytes", type=int, default=1_048_576, metavar="N")
+    serve.add_argument("--max-concurrent", type=int, metavar="N",
+                       help="generations at once (default: 1 for the local model, which "
+                       "runs one at a time; 64 for an upstream)")
+    serve.add_argument("--max-queue", type=int, metavar="N",
+                       help="requests waiting for a slot before 429s "
+                       "(default: 16 local, 256 upstream)")
+    serve.add_argument("--request-timeout", type=float, default=300.0, metavar="S")
+    serve.add_argument("--keepalive", type=float, default=15.0, metavar="S",
+                       help="SSE keep-alive comment interval (default 15)")
+    serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                       help="allow this browser origin (repeatable); default: CORS off")
+    serve.add_argument("--log-level", default="info",
+                       choices=["critical", "error", "warning", "info", "debug"])
+    serve.set_defaults(run=_cmd_serve)
+
+
+def _serve_keys(args: argparse.Namespace) -> tuple[str, ...]:
+    from_env = os.environ.get("OPENBRACE_API_KEYS", "")
+    keys = [*args.api_key, *from_env.split(",")]
+    return tuple(dict.fromkeys(k.strip() for k in keys if k.strip()))
+
+
+def _serve_banner(what: str, host: str, port: int, keys: tuple[str, ...]) -> list[str]:
+    """What `serve` says at start-up: where, and whether it is open (never the keys)."""
+    lines = [f"serving {what} on http://{host}:{port}"]
+    if keys:
+        lines.append(f"{len(keys)} API key(s) configured: requests need "
+                     "'Authorization: Bearer KEY'")
+        return lines
+    lines.append("no API key configured: the server is open")
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        lines.append(f"WARNING: {host} is not a loopback address and no API key is set: "
+                     "anyone who can reach this port can use the model (pass --api-key)")
+    return lines
+
+
+def _log_like_uvicorn(level: str) -> None:
+    """Send openbrace's own log records (one line per generation) next to uvicorn's."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)-9s %(name)s: %(message)s"))
+    logger = logging.getLogger("openbrace")
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    """Run `openbrace serve` until interrupted."""
+    import uvicorn
+
+    from .server.app import ServerConfig, create_app
+
+    keys = _serve_keys(args)
+    if args.upstream:
+        from .engines.upstream import UpstreamEngine
+
+        try:
+            engine: Any = UpstreamEngine(
+                args.upstream, args.upstream_key or os.environ.get("OPENBRACE_UPSTREAM_KEY"),
+                timeout=args.upstream_timeout,
+            )
+        except ValueError as exc:
+            return _fail(args, str(exc), "usage")
+        what = f"upstream {engine.base_url}"
+    else:
+        from .engines.local import LocalEngine, default_engine
+
+        engine = (LocalEngine(args.model_file, args.model_id)
+                  if args.model_file or args.model_id else default_engine())
+        what = f"local model {engine.model_id}"
+    # One llama.cpp context generates one request at a time: more slots would only
+    # hide the queue inside the engine, where it is neither fair nor bounded.
+    slots, queue = (64, 256) if args.upstream else (1, 16)
+    try:
+        config = ServerConfig(
+            api_keys=keys, max_body_bytes=args.max_body_bytes,
+            max_concurrent=slots if args.max_concurrent is None else args.max_concurrent,
+            max_queue=queue if args.max_queue is None else args.max_queue,
+            request_timeout=args.request_timeout, keepalive=args.keepalive,
+            cors_origins=tuple(args.cors_origin),
+        )
+    except ValueError as exc:
+        return _fail(args, str(exc), "usage")
+
+    for line in _serve_banner(what, args.host, args.port, keys):
+        print(f"openbrace: {line}", file=sys.stderr, flush=True)
+    if not args.upstream:  # fail fast on a missing model, and keep the first request quick
+        asyncio.run(engine.load())
+    _log_like_uvicorn(args.log_level)
+    app = create_app(engine, config, close_engine=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                server_header=False, timeout_graceful_shutdown=10)
+    return 0
+
+
+# -- demo (the embedded model, in-process) ----------------------------------------------
+
+DEMO_TICKET = (
+    "Hi, I was charged twice for my subscription this month. "
+    "Please refund the extra charge as soon as possible. Jane"
+)
+DEMO_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "intent": {"type": "string", "enum": ["billing", "technical", "account", "other"]},
+        "urgency": {"type": "string", "enum": ["low", "medium", "high"]},
+        "reply": {"type": "string", "maxLength": 160},
+    },
+    "required": ["intent", "urgency", "reply"],
+}
+DEMO_SYSTEM = (
+    "You are the support desk of an online service. Classify the customer's ticket "
+    "and write a short, polite reply to the customer."
+)
+
+
+def _add_demo_command(commands: Any) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="stream a support-ticket answer from the embedded model (offline, no server)",
+        description="Answer a support ticket with the embedded model, in this process, "
+        "printing each field the moment it lands.",
+    )
+    demo.add_argument("ticket", nargs="?", default=DEMO_TICKET, help="the ticket text")
+    demo.add_argument("--seed", type=int, default=1, help="sampling seed (default 1)")
+    demo.add_argument("--max-tokens", type=int, default=200, help="token budget (default 200)")
+    demo.set_defaults(run=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    return asyncio.run(_demo(args))
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    """The README's main job: the public SDK, in-process, over the embedded model."""
+    import time
+
+    from .client import AsyncClient
+    from .engines.local import DEFAULT_MODEL_ID, default_engine
+
+    engine = default_engine()
+    print(f"openbrace demo: {DEFAULT_MODEL_ID}, embedded (no server, no key, no network)")
+    print(f"ticket: {args.ticket}", flush=True)
+    started = time.perf_counter()
+    await engine.load()
+    print(f"model loaded in {time.perf_counter() - started:.2f} s\n", flush=True)
+
+    client = AsyncClient(engine=engine)  # in-process: no base_url, whatever the environment
+    started = time.perf_counter()
+    async with client.stream(
+        model=DEFAULT_MODEL_ID,
+        input=[
+            {"role": "system", "content": DEMO_SYSTEM},
+            {"role": "user", "content": args.ticket},
+        ],
+        response_format=DEMO_SCHEMA,
+        seed=args.seed,
+        max_tokens=args.max_tokens,
+    ) as stream:
+        async for event in stream:
+            if event.field:  # the root `{}` is not a field
+                elapsed = (time.perf_counter() - started) * 1e3
+                value = json.dumps(event.value, ensure_ascii=False)
+                print(f"  {elapsed:7.0f} ms  {event.field:<8} {value}", flush=True)
+    total = (time.perf_counter() - started) * 1e3
+    print(f"\ndocument complete in {total:.0f} ms", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -63,7 +63,8 @@ def _child(container: Any, token: str, path: str) -> Any:
 
 
 def _index(array: list[Any], token: str, path: str, *, allow_end: bool) -> int:
-    if not token.isdigit() or (token != "0" and token.startswith("0")):
+    # isascii: str.isdigit also accepts digits like "²" that int() refuses.
+    if not (token.isascii() and token.isdigit()) or (token != "0" and token.startswith("0")):
         raise PointerError(f"cannot add {path!r}: {token!r} is not an array index")
     index = int(token)
     if index > len(array) or (index == len(array) and not allow_end):
@@ -76,31 +77,55 @@ class Document:
 
     `apply(op)` checks and applies one op and returns its `PatchEvent`. The document
     keeps the ops it applied so that any event's snapshot can be rebuilt later.
+    `value` is the live document: read it, do not change it.
     """
 
     __slots__ = ("_ops", "value")
 
     def __init__(self) -> None:
         self.value: Any = None
-        self._ops: list[dict[str, Any]] = []
+        self._ops: list[tuple[str, Any]] = []  # (path, value) of every op applied
 
     def apply(self, op: dict[str, Any]) -> PatchEvent:
-        if op.get("op") != "add" or not isinstance(op.get("path"), str) or "value" not in op:
+        """Check and apply one `add` op; return its event.
+
+        Costs O(depth of the op's path) plus, for a container value, O(its size)
+        to copy it (an emitter's container opens are empty: O(1)). No snapshot is
+        built here.
+
+        Raises:
+            PointerError: `op` is not an `add` op, or its path does not resolve.
+        """
+        if (
+            not isinstance(op, dict)
+            or op.get("op") != "add"
+            or not isinstance(op.get("path"), str)
+            or "value" not in op
+        ):
             raise PointerError(f"not an RFC 6902 add op: {op!r}")
-        value = op["value"]
-        # Containers are copied so the live document never aliases the op's value.
-        stored = copy_json(value) if isinstance(value, _CONTAINERS) else value
-        self.value = apply_add(self.value, op["path"], stored)
-        self._ops.append(op)
+        path, value = op["path"], op["value"]
+        if isinstance(value, _CONTAINERS):
+            # Two private copies: one for the live document, which later ops fill, and
+            # one to rebuild old snapshots from, which nobody can change: not even a
+            # consumer mutating `event.value`.
+            self.value = apply_add(self.value, path, copy_json(value))
+            self._ops.append((path, copy_json(value)))
+        else:
+            self.value = apply_add(self.value, path, value)
+            self._ops.append((path, value))
         return PatchEvent(op, self, len(self._ops))
 
     def snapshot_after(self, count: int) -> Any:
-        """An independent copy of the document after its first `count` ops."""
+        """An independent copy of the document after its first `count` ops.
+
+        O(document size) for the latest op; an older one is rebuilt by replaying
+        the first `count` ops.
+        """
         if count == len(self._ops):
             return copy_json(self.value)
         doc: Any = None
-        for op in self._ops[:count]:
-            doc = apply_add(doc, op["path"], copy_json(op["value"]))
+        for path, value in self._ops[:count]:
+            doc = apply_add(doc, path, copy_json(value))
         return doc
 
 
@@ -125,6 +150,11 @@ class PatchEvent:
 
     __slots__ = ("_count", "_doc", "_snapshot", "op")
 
+    op: dict[str, Any]
+    _doc: Document
+    _count: int
+    _snapshot: Any
+
     _UNSET: Any = object()
 
     def __init__(self, op: dict[str, Any], doc: Document, count: int):
@@ -141,27 +171,38 @@ class PatchEvent:
 
     @property
     def path(self) -> str:
+        """The op's RFC 6901 pointer, escaped: `"/steps/0"`, `""` for the root."""
         return self.op["path"]  # type: ignore[no-any-return]
 
     @property
     def field(self) -> str:
+        """`path` without its leading `/` (still escaped): `"steps/0"`, `""` for the root."""
         return self.path[1:]
 
     @property
     def value(self) -> Any:
+        """The op's value, as received (`{}`/`[]` for a container open)."""
         return self.op["value"]
 
     @property
     def keys(self) -> tuple[str, ...]:
+        """The unescaped path tokens: `("a/b", "0")` for `"/a~1b/0"`; O(path length)."""
         return pointer.split(self.path)
 
     @property
     def is_leaf(self) -> bool:
+        """False for the root seed and container opens (an empty `{}`/`[]` that later
+        ops may fill); True for a value that arrives complete, however falsy."""
         value = self.value
         return not (isinstance(value, _CONTAINERS) and not value)
 
     @property
     def snapshot(self) -> Any:
+        """The whole document right after this op, an independent deep copy.
+
+        Built on first read and cached (O(document size), or a replay of the ops
+        up to this one when read after later ops); never changed by later ops.
+        """
         if self._snapshot is PatchEvent._UNSET:
             object.__setattr__(self, "_snapshot", self._doc.snapshot_after(self._count))
         return self._snapshot

@@ -2,14 +2,14 @@
 
 ```
 OpenBraceError
-├── InvalidSchemaError      the response_format is not a schema we can use (raised before any request)
+├── InvalidSchemaError      the response_format is not a usable schema (raised before any request)
 ├── PointerError            a malformed RFC 6901 JSON Pointer, or one that does not resolve
 ├── PatchStreamError        the server answered with a non-200 status: `status_code`, `body`
 ├── ProtocolError           a frame that is not valid NDJSON/SSE, or a stream cut mid-frame
-└── StreamError             the stream ended with an error record: `type`, `message`, `code`, `snapshot`
+└── StreamError             an error record ended the stream: `type`, `message`, `code`, `snapshot`
     ├── InvalidRequestError     type "invalid_request_error"
     ├── LengthError             type "length": max_tokens ran out before the document closed
-    ├── InvalidOutputError      type "invalid_output": text that is not JSON (also raised by PatchEmitter)
+    ├── InvalidOutputError      type "invalid_output": not JSON or breaks the schema (emitter too)
     ├── UpstreamError           type "upstream_error"
     ├── StreamTimeoutError      type "timeout"
     └── ServerError             type "server_error"
@@ -21,6 +21,7 @@ the document they built.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 __all__ = [
@@ -62,14 +63,31 @@ class PointerError(OpenBraceError, ValueError):
     """A JSON Pointer that is malformed or does not resolve against the document."""
 
 
-class PatchStreamError(OpenBraceError):
-    """The server refused the request: a non-200 status, before any op was streamed."""
+class PatchStreamError(OpenBraceError, RuntimeError):
+    """The server refused the request: a non-200 status, before any op was streamed.
+
+    As in the dottxt SDK (whose `PatchStreamError` is a `RuntimeError`), `body` is the
+    response body as text; `error` is its OpenAI-shaped `{"error": {...}}` object
+    parsed, when it is one (else None).
+    """
 
     def __init__(self, status_code: int, body: Any):
         self.status_code = status_code
         self.body = body
-        message = body.get("error", {}).get("message") if isinstance(body, dict) else None
-        super().__init__(f"HTTP {status_code}: {message or body!r}")
+        self.error: dict[str, Any] | None = _error_object(body)
+        message = self.error.get("message") if self.error else None
+        text = body if isinstance(body, str) else repr(body)
+        super().__init__(f"HTTP {status_code}: {message or text[:500]}")
+
+
+def _error_object(body: Any) -> dict[str, Any] | None:
+    if isinstance(body, (str, bytes)):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else None
 
 
 class ProtocolError(OpenBraceError):
@@ -109,10 +127,14 @@ class StreamError(OpenBraceError):
 
 
 class InvalidRequestError(StreamError):
+    """The request was refused after the stream started (type `invalid_request_error`)."""
+
     type = "invalid_request_error"
 
 
 class LengthError(StreamError):
+    """`max_tokens` ran out before the document closed (type `length`)."""
+
     type = "length"
 
 
@@ -120,25 +142,41 @@ class InvalidOutputError(StreamError):
     """Text that is not a JSON document (or breaks the schema).
 
     Raised by `PatchEmitter.feed`/`close` with `offset`, the byte offset in the UTF-8
-    text at which the problem was found, and by clients on an `invalid_output` record.
+    text at which the problem was found, and `ops`, the ops that the failing chunk
+    completed before its bad byte (valid, and returned nowhere else); and by clients
+    on an `invalid_output` record.
     """
 
     type = "invalid_output"
 
-    def __init__(self, message: str, *, offset: int | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        message: str,
+        *,
+        offset: int | None = None,
+        ops: list[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(message, **kwargs)
         self.offset = offset
+        self.ops = ops or []
 
 
 class UpstreamError(StreamError):
+    """The upstream server failed mid-stream (type `upstream_error`)."""
+
     type = "upstream_error"
 
 
 class StreamTimeoutError(StreamError):
+    """The generation took too long (type `timeout`)."""
+
     type = "timeout"
 
 
 class ServerError(StreamError):
+    """An internal failure while generating (type `server_error`)."""
+
     type = "server_error"
 
 

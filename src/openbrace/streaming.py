@@ -22,7 +22,14 @@ from typing import Any
 from .emitter import PatchEmitter
 from .engines.base import Engine, Finish, GenerationRequest
 from .events import apply_add
-from .exceptions import InvalidOutputError, LengthError, ServerError, StreamError
+from .exceptions import (
+    InvalidOutputError,
+    InvalidRequestError,
+    InvalidSchemaError,
+    LengthError,
+    ServerError,
+    StreamError,
+)
 
 __all__ = ["Record", "patch_records"]
 
@@ -53,6 +60,8 @@ async def patch_records(engine: Engine, request: GenerationRequest) -> AsyncIter
                 yield op
             _check_schema(document, request.schema)
         except StreamError as exc:
+            for op in getattr(exc, "ops", ()):  # completed before the bad byte: still valid
+                yield op
             yield exc.to_record()
             return
         except StopAsyncIteration:
@@ -82,7 +91,10 @@ def _check_schema(document: Any, schema: dict[str, Any] | None) -> None:
         return
     from .schema import first_violation
 
-    problem = first_violation(document, schema)
+    try:
+        problem = first_violation(document, schema)
+    except InvalidSchemaError as exc:  # the client's schema, not our failure
+        raise InvalidRequestError(exc.message, code="invalid_schema") from None
     if problem is not None:
         raise InvalidOutputError(f"output does not match the schema: {problem}")
 

@@ -1,0 +1,203 @@
+"""Run the benchmark suite and write RESULTS.md: `python -m benchmarks` (or `make bench`).
+
+```
+python -m benchmarks                 # everything, writes benchmarks/RESULTS.md and PNGs
+python -m benchmarks --smoke         # tiny inputs, writes to a temporary directory
+python -m benchmarks --only server   # a subset (see --help for the names)
+```
+
+Every benchmark runs in this one process and run, so the ratios compare figures
+taken on the same machine minutes apart. A benchmark that fails is reported in
+RESULTS.md with its error and the command exits 1; `--smoke` stops at the first failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from . import client_events, extraction, server
+from .harness import Section, fmt_time, machine_info, md_table, package_versions
+
+__all__ = ["BENCHMARKS", "main"]
+
+HERE = Path(__file__).resolve().parent
+
+
+def _engine(out_dir: Path, *, smoke: bool = False) -> Section:
+    from . import engine
+
+    return engine.run(out_dir, smoke=smoke)  # type: ignore[no-any-return]
+
+
+def _generation(out_dir: Path, *, smoke: bool = False) -> Section:
+    from . import generation
+
+    return generation.run(out_dir, smoke=smoke)
+
+
+def _emitter(out_dir: Path, *, smoke: bool = False) -> Section:
+    """Issue 2's figure (`benchmarks/emitter.py`): emitter vs jiter re-parse, CPU ns per chunk."""
+    from . import emitter
+
+    if smoke:
+        results = emitter.run([300, 3_000], 4, 1, min_chunks=2_000)
+    else:
+        results = emitter.run(emitter.SIZES, 4, 3, min_chunks=25_000)
+    rows = [
+        [
+            f"{r['size'] / 1000:.1f} KB",
+            r["chunks"],
+            r["ops"],
+            fmt_time(r["ours_ns"] * 1e-9),
+            fmt_time(r["jiter_ns"] * 1e-9),
+            f"{r['speedup']:.0f}x",
+        ]
+        for r in results
+    ]
+    summary = emitter.summary(results)
+    size = f"{results[-1]['size'] / 1000:.0f} KB"
+    body = "\n".join(
+        [
+            "`benchmarks/emitter.py` (issue 2's micro-benchmark, reused as is): support-ticket "
+            "documents cut into 4-byte chunks; `PatchEmitter.feed` per chunk against appending "
+            "the chunk to a buffer and re-parsing it with `jiter.from_json(buf, "
+            'partial_mode="trailing-strings")`. Figures are CPU time per chunk (process time, '
+            "so other processes' load does not count), median of the runs, over the whole "
+            "document.",
+            "",
+            md_table(
+                [
+                    "document",
+                    "chunks",
+                    "ops",
+                    "openbrace / chunk",
+                    "jiter re-parse / chunk",
+                    "speed-up",
+                ],
+                rows,
+            ),
+        ]
+    )
+    goals = [
+        (
+            f"emitter vs jiter re-parse at {size}, 4-byte chunks "
+            f"(>= {summary['speedup_goal']:.0f}x)",
+            f"{summary['speedup']:.0f}x",
+            "met" if summary["speedup"] >= summary["speedup_goal"] else "not met",
+        ),
+        (
+            f"emitter cost per chunk flat in size (largest / smallest <= {summary['flat_goal']}x)",
+            f"{summary['flat']:.2f}x",
+            "met" if summary["flat"] <= summary["flat_goal"] else "not met",
+        ),
+    ]
+    return Section(
+        "1b. Emitter vs jiter re-parse at 4-byte chunks (issue 2's figure)", body, [], goals
+    )
+
+
+BENCHMARKS: dict[str, Callable[..., Section]] = {
+    "extraction": extraction.run,
+    "emitter": _emitter,
+    "client": client_events.run,
+    "engine": _engine,
+    "generation": _generation,
+    "server": server.run,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny inputs: checks that each benchmark runs"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="directory for RESULTS.md and plots "
+        "(default: benchmarks/, or a temporary directory with --smoke)",
+    )
+    parser.add_argument("--only", help="comma-separated subset of: " + ", ".join(BENCHMARKS))
+    args = parser.parse_args(argv)
+    names = list(BENCHMARKS) if not args.only else [n.strip() for n in args.only.split(",")]
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
+    out_dir = args.out or (
+        Path(tempfile.mkdtemp(prefix="openbrace-bench-")) if args.smoke else HERE
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    machine = machine_info()
+    started = time.perf_counter()
+    sections: list[Section] = []
+    failed = False
+    for name in names:
+        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        try:
+            sections.append(BENCHMARKS[name](out_dir, smoke=args.smoke))
+        except Exception:
+            if args.smoke:
+                raise
+            failed = True
+            sections.append(Section(f"{name}: FAILED", "```\n" + traceback.format_exc() + "```"))
+        print(
+            f"[bench] {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True
+        )
+    elapsed = time.perf_counter() - started
+    machine["load average at end (1, 5, 15 min)"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    path = out_dir / "RESULTS.md"
+    path.write_text(_render(sections, machine, elapsed, args), encoding="utf-8")
+    print(f"[bench] wrote {path} ({elapsed:.0f} s)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _render(
+    sections: list[Section], machine: dict[str, str], elapsed: float, args: argparse.Namespace
+) -> str:
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    command = (
+        "python -m benchmarks"
+        + (" --smoke" if args.smoke else "")
+        + (f" --only {args.only}" if args.only else "")
+    )
+    goals = [row for section in sections for row in section.summary]
+    parts = [
+        "# openbrace benchmarks",
+        "",
+        f"Written by `{command}` (`make bench`) on {now}; "
+        f"the whole run took {elapsed / 60:.1f} min. "
+        "Every figure below comes from this one run on this machine. Other processes were "
+        "running (see the load averages), so medians and spreads are reported, never best cases.",
+        "",
+        "## Machine",
+        "",
+        md_table(["", ""], machine.items()),
+        "",
+        "## Versions",
+        "",
+        md_table(["package", "version"], package_versions().items()),
+        "",
+        "## Goals",
+        "",
+        md_table(["goal", "measured", "verdict"], goals) if goals else "(no goal was measured)",
+    ]
+    for section in sections:
+        parts += ["", f"## {section.title}", "", section.body]
+        parts += [f"\n![{name}]({name})" for name in section.plots]
+    return "\n".join(parts) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

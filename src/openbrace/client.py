@@ -1,0 +1,846 @@
+"""SDK clients: `AsyncClient` and `Client` (also `AsyncDotTxt` and `DotTxt`).
+
+Code written for the dottxt SDK (0.3) runs unchanged: same constructor keywords,
+same `stream(...)` / `generate(...)` signatures, same `PatchEvent` attributes, same
+`chat.completions` / `models` (the OpenAI SDK's own objects).
+
+Where the patches come from depends on the configuration:
+
+- `base_url` (argument, else `OPENBRACE_BASE_URL`, else `DOTTXT_BASE_URL`): HTTP to a
+  patch-stream server (openbrace, dottxt) with `stream: "patch"`.
+- `base_url` and `patch="client"`: HTTP to any OpenAI-compatible server with
+  `stream: true`; the PatchEmitter runs here, in the client.
+- no base URL at all, or `engine=`: in-process, an `Engine` in this process (default:
+  the embedded local model).
+
+All three turn records into `PatchEvent`s with the same code (`_RecordReader`), so
+events, errors and snapshots are identical whichever way they travelled.
+
+The pure parts (configuration, payloads, status -> exception, bytes -> events) live
+in `_BaseClient` and `_PatchDecoder`; `Client` and `AsyncClient` only drive them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import os
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import httpx
+
+from . import wire
+from .events import Document, PatchEvent, copy_json
+from .exceptions import (
+    InvalidOutputError,
+    PatchStreamError,
+    PointerError,
+    ProtocolError,
+    error_class,
+)
+from .schema import normalize, to_json_schema
+
+if TYPE_CHECKING:
+    import openai
+
+    from .engines.base import Engine, GenerationRequest
+
+__all__ = [
+    "AsyncClient",
+    "AsyncDotTxt",
+    "AsyncPatchStream",
+    "Client",
+    "DotTxt",
+    "Framing",
+    "PatchSource",
+]
+
+Framing = Literal["ndjson", "sse"]
+"""How a patch stream travels over HTTP: NDJSON (the default, what dottxt sends) or SSE."""
+
+PatchSource = Literal["server", "client"]
+"""Where ops are computed for an HTTP base URL: by the server (`stream: "patch"`), or
+here in the client from a plain OpenAI-compatible server's `stream: true` text."""
+
+Messages = list[dict[str, Any]]
+T = TypeVar("T")
+
+_IN_PROCESS_URL = "http://in-process.invalid/v1"  # never resolved: an ASGI transport serves it
+
+
+# --- the pure parts ---------------------------------------------------------------------
+
+
+class _RecordReader:
+    """Records (ops and control records) -> `PatchEvent`s, however they travelled.
+
+    An error record raises its typed `StreamError` carrying the snapshot so far; a
+    `done` record ends the stream (`finished`, `done`); unknown control records are
+    ignored, so servers may add new ones.
+    """
+
+    __slots__ = ("document", "done", "finished")
+
+    def __init__(self) -> None:
+        self.document = Document()
+        self.done: dict[str, Any] | None = None
+        self.finished = False
+
+    def read(self, record: dict[str, Any]) -> PatchEvent | None:
+        if "op" in record:
+            try:
+                return self.document.apply(record)
+            except PointerError as exc:
+                raise ProtocolError(f"the server sent an op that does not apply: {exc}") from None
+        if "error" in record:
+            self.finished = True
+            raise _stream_error(record["error"], self.document.value)
+        if "done" in record:
+            self.finished = True
+            self.done = record["done"] if isinstance(record["done"], dict) else {}
+        return None
+
+
+def _stream_error(error: Any, document: Any) -> Exception:
+    error = error if isinstance(error, dict) else {"message": str(error)}
+    kind = str(error.get("type") or "server_error")
+    return error_class(kind)(
+        str(error.get("message") or kind),
+        code=error.get("code"),
+        snapshot=copy_json(document),
+        type=kind,
+    )
+
+
+class _PatchDecoder:
+    """Bytes of an HTTP patch stream -> `PatchEvent`s. No I/O.
+
+    `feed` and `close` are generators: events come out one by one and an error
+    record raises right after the events before it, so nothing delivered is lost.
+    """
+
+    def __init__(self, framing: Framing) -> None:
+        self._framing = framing
+        self._wire = wire.SSEDecoder() if framing == "sse" else wire.NDJSONDecoder()
+        self._reader = _RecordReader()
+        self._seen_op = False
+
+    @property
+    def finished(self) -> bool:
+        return self._reader.finished
+
+    def feed(self, chunk: bytes) -> Iterator[PatchEvent]:
+        yield from self._events(self._wire.feed(chunk))
+
+    def close(self) -> Iterator[PatchEvent]:
+        yield from self._events(self._wire.close())
+        if self._reader.finished:
+            return
+        if self._framing == "sse":
+            # SSE always ends with `done` or `error`: without one the stream was cut.
+            raise ProtocolError("the SSE stream ended without a done or error event")
+        if not self._seen_op:
+            raise ProtocolError("the stream ended before any op")
+
+    def _events(self, records: list[dict[str, Any]]) -> Iterator[PatchEvent]:
+        for record in records:
+            event = self._reader.read(record)
+            if event is not None:
+                self._seen_op = True
+                yield event
+            if self._reader.finished:
+                return
+
+
+def _status_error(status: int, body: bytes) -> PatchStreamError:
+    return PatchStreamError(status, body.decode("utf-8", errors="replace"))
+
+
+def _engine_error(exc: Exception) -> PatchStreamError:
+    """What the server would have answered for an engine's pre-stream refusal."""
+    status = int(getattr(exc, "status", 400))
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    error = {
+        "message": getattr(exc, "message", str(exc)),
+        "type": kind,
+        "param": getattr(exc, "param", None),
+        "code": getattr(exc, "code", None),
+    }
+    return PatchStreamError(status, json.dumps({"error": error}, ensure_ascii=False))
+
+
+def _messages(input: str | Messages) -> Messages:
+    if isinstance(input, str):
+        return [{"role": "user", "content": input}]
+    if isinstance(input, list) and all(isinstance(m, dict) for m in input):
+        return input
+    raise TypeError("input must be a prompt string or a list of chat messages (dicts)")
+
+
+def _parse(document: Any, response_format: Any) -> Any:
+    """A Pydantic model instance for a Pydantic model class; the JSON data otherwise."""
+    from pydantic import BaseModel, ValidationError
+
+    if isinstance(response_format, type) and issubclass(response_format, BaseModel):
+        try:
+            return response_format.model_validate(document)
+        except ValidationError as exc:
+            raise InvalidOutputError(
+                f"the output does not validate as {response_format.__name__}: {exc}",
+                snapshot=document,
+            ) from exc
+    return document
+
+
+class _BaseClient:
+    """Configuration, payloads and transports shared by `Client` and `AsyncClient`."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        engine: Engine | None = None,
+        patch: PatchSource = "server",
+        framing: Framing = "ndjson",
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+        **openai_kwargs: Any,
+    ) -> None:
+        if patch not in ("server", "client"):
+            raise ValueError(f"patch must be 'server' or 'client', not {patch!r}")
+        if framing not in ("ndjson", "sse"):
+            raise ValueError(f"framing must be 'ndjson' or 'sse', not {framing!r}")
+        if engine is not None and base_url is not None:
+            raise ValueError("pass either engine= (in-process) or base_url= (HTTP), not both")
+        self.api_key = api_key or _env("OPENBRACE_API_KEY", "DOTTXT_API_KEY")
+        resolved = (
+            None
+            if engine is not None
+            else base_url or _env("OPENBRACE_BASE_URL", "DOTTXT_BASE_URL")
+        )
+        self.base_url = resolved.rstrip("/") if resolved else None
+        self.patch: PatchSource = patch
+        self.framing: Framing = framing
+        self._engine = engine
+        self._owns_engine = False  # an UpstreamEngine made here is closed by close()
+        self._transport = transport
+        self._openai_kwargs = openai_kwargs
+        self._openai: Any = None
+        self._lock = threading.Lock()  # lazily created members, for threaded sync use
+        if self.base_url is not None and patch == "client":
+            from .engines.upstream import UpstreamEngine
+
+            self._engine = UpstreamEngine(self.base_url, self.api_key)
+            self._owns_engine = True
+
+    @property
+    def in_process(self) -> bool:
+        """True when ops are computed in this process (no base URL, or `patch="client"`)."""
+        return self.base_url is None or self.patch == "client"
+
+    def __repr__(self) -> str:  # never shows the key
+        where = self.base_url or "in-process"
+        return f"{type(self).__name__}({where!r}, patch={self.patch!r}, framing={self.framing!r})"
+
+    def _get_engine(self) -> Engine:
+        if self._engine is None:
+            from .engines.local import default_engine
+
+            self._engine = default_engine()
+        return self._engine
+
+    def _prepare(
+        self,
+        *,
+        model: str,
+        input: str | Messages,
+        response_format: Any,
+        temperature: float | None,
+        max_tokens: int | None,
+        seed: int | None,
+        extra: dict[str, Any] | None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The JSON body (as the dottxt SDK builds it) and extra headers.
+
+        Raises `InvalidSchemaError` before any request for an unusable schema.
+        """
+        extra = dict(extra or {})
+        headers = dict(extra.pop("extra_headers", None) or {})
+        extra.update(extra.pop("extra_body", None) or {})
+        body: dict[str, Any] = {
+            **extra,
+            "model": model,
+            "messages": _messages(input),
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "response", "schema": to_json_schema(response_format)},
+            },
+        }
+        for key, value in (
+            ("temperature", temperature),
+            ("max_tokens", max_tokens),
+            ("seed", seed),
+        ):
+            if value is not None:
+                body[key] = value
+        body["stream"] = "patch"
+        return body, headers
+
+    def _generation_request(self, body: dict[str, Any]) -> GenerationRequest:
+        from .engines.base import GenerationRequest
+
+        rest = {k: v for k, v in body.items() if k not in _REQUEST_FIELDS}
+        stop = body.get("stop")
+        return GenerationRequest(
+            model=body["model"],
+            messages=body["messages"],
+            schema=normalize(body["response_format"]["json_schema"]["schema"]),
+            temperature=body.get("temperature"),
+            top_p=body.get("top_p"),
+            max_tokens=body.get("max_tokens"),
+            seed=body.get("seed"),
+            stop=[stop] if isinstance(stop, str) else stop,
+            extra=rest,
+        )
+
+    def _url(self) -> str:
+        return f"{self.base_url}/chat/completions"
+
+    def _headers(self, extra: dict[str, str]) -> dict[str, str]:
+        from . import __version__  # here: the package is fully imported by now
+
+        headers = {
+            "Accept": wire.SSE if self.framing == "sse" else wire.NDJSON,
+            "User-Agent": f"openbrace/{__version__}",
+        }
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return {**headers, **extra}
+
+    def _openai_options(self) -> dict[str, Any]:
+        return {
+            "api_key": self.api_key or "openbrace",  # the SDK insists on a key; ours may be open
+            "base_url": self.base_url or _IN_PROCESS_URL,
+            **self._openai_kwargs,
+        }
+
+
+_REQUEST_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "response_format",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "seed",
+        "stop",
+        "stream",
+        "stream_options",
+    }
+)
+
+
+def _env(*names: str) -> str | None:
+    for name in names:
+        if value := os.environ.get(name):
+            return value
+    return None
+
+
+async def _local_events(engine: Engine, request: GenerationRequest) -> AsyncIterator[PatchEvent]:
+    """In-process: the server's own pipeline, read by the same `_RecordReader`."""
+    from .engines.base import EngineRequestError, EngineUnavailableError
+    from .streaming import patch_records
+
+    reader = _RecordReader()
+    records = patch_records(engine, request)
+    try:
+        async for record in records:
+            event = reader.read(record)
+            if event is not None:
+                yield event
+            if reader.finished:
+                return
+    except (EngineRequestError, EngineUnavailableError) as exc:
+        raise _engine_error(exc) from exc
+    finally:
+        await records.aclose()  # type: ignore[attr-defined]
+
+
+# --- async ----------------------------------------------------------------------------------
+
+
+class AsyncPatchStream:
+    """The events of one stream: an async iterator and an async context manager.
+
+    ```python
+    async with client.stream(model=..., input=..., response_format=Ticket) as stream:
+        async for event in stream:
+            ...
+    ```
+
+    Leaving early (`break` inside `async with`, `aclose()`, cancellation) closes the
+    HTTP connection, so the server stops generating. A bare `async for ... break`
+    also closes it, when the stream object is garbage-collected.
+    """
+
+    def __init__(self, events: AsyncIterator[PatchEvent]) -> None:
+        self._events = events
+
+    def __aiter__(self) -> AsyncPatchStream:
+        return self
+
+    async def __anext__(self) -> PatchEvent:
+        return await self._events.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop the stream and close its connection. Idempotent."""
+        await self._events.aclose()  # type: ignore[attr-defined]
+
+    async def __aenter__(self) -> AsyncPatchStream:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.aclose()
+
+
+class AsyncClient(_BaseClient):
+    """Async client for patch streams (`AsyncDotTxt` is the same class).
+
+    Args:
+        api_key: bearer key; else `OPENBRACE_API_KEY`, else `DOTTXT_API_KEY`; none is
+            fine for an open server.
+        base_url: API base such as `http://127.0.0.1:8000/v1`; else `OPENBRACE_BASE_URL`,
+            else `DOTTXT_BASE_URL`. With none, the client runs `engine` in-process.
+        engine: the `Engine` to run in-process (default: the embedded local model,
+            loaded once per process on first use: seconds).
+        patch: `"server"` (default) asks the server for `stream: "patch"`; `"client"`
+            asks any OpenAI-compatible server for `stream: true` and computes the ops
+            here (vLLM, llama.cpp, Ollama, OpenAI: no openbrace server needed).
+        framing: `"ndjson"` (default) or `"sse"` for patch streams over HTTP.
+        transport: an `httpx.AsyncBaseTransport` for the patch-stream requests (tests).
+        **openai_kwargs: passed to `openai.AsyncOpenAI` (`max_retries`, `default_headers`...).
+    """
+
+    _http: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
+    _stale: tuple[httpx.AsyncClient, ...] = ()  # pools of event loops used before
+
+    def stream(
+        self,
+        *,
+        model: str,
+        input: str | Messages,
+        response_format: Any,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        timeout: float = 60.0,
+        extra: dict[str, Any] | None = None,
+    ) -> AsyncPatchStream:
+        """Stream `PatchEvent`s as the model fills in a structured response.
+
+        Args:
+            model: model id.
+            input: a prompt (sent as one user message) or a list of chat messages.
+            response_format: anything `openbrace.schema.to_json_schema` accepts.
+            temperature, max_tokens, seed: sampling options, sent when given.
+            timeout: seconds for connecting and for any silence while reading (HTTP).
+            extra: more chat-completions body fields (`top_p`, `stop`, ...).
+
+        Returns:
+            An `AsyncPatchStream` (iterate it; `async with` closes it for sure).
+
+        Raises:
+            InvalidSchemaError: at once, for an unusable `response_format`.
+            PatchStreamError: on iteration, for a non-200 answer (`status_code`, `body`).
+            StreamError: on iteration, the typed error of an error record (`type`,
+                `snapshot` of the document so far).
+            ProtocolError: on iteration, for a malformed or cut stream.
+        """
+        body, headers = self._prepare(
+            model=model,
+            input=input,
+            response_format=response_format,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+            extra=extra,
+        )
+        if self.in_process:
+            events = _local_events(self._get_engine(), self._generation_request(body))
+        else:
+            events = self._http_events(body, headers, timeout)
+        return AsyncPatchStream(events)
+
+    async def generate(
+        self,
+        *,
+        model: str,
+        input: str | Messages,
+        response_format: Any,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        timeout: float = 60.0,
+        extra: dict[str, Any] | None = None,
+        **more: Any,
+    ) -> Any:
+        """The whole result: a validated instance for a Pydantic model class, else JSON data.
+
+        Same arguments as `stream`; extra keyword arguments join `extra`, as in the
+        dottxt SDK (`top_p=0.9`). Raises what `stream` raises, and `InvalidOutputError`
+        when the document does not validate as the Pydantic model.
+        """
+        stream = self.stream(
+            model=model,
+            input=input,
+            response_format=response_format,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+            timeout=timeout,
+            extra={**(extra or {}), **more},
+        )
+        last: PatchEvent | None = None
+        async with stream:
+            async for last in stream:  # noqa: B007 - the last event holds the document
+                pass
+        if last is None:
+            raise ProtocolError("the stream ended before any op")
+        return _parse(last.snapshot, response_format)
+
+    async def _http_events(
+        self, body: dict[str, Any], headers: dict[str, str], timeout: float
+    ) -> AsyncIterator[PatchEvent]:
+        http = self._http_client()
+        request = http.build_request(
+            "POST",
+            self._url(),
+            json=body,
+            headers=self._headers(headers),
+            timeout=httpx.Timeout(timeout),
+        )
+        response = await http.send(request, stream=True)
+        try:
+            if response.status_code != 200:
+                raise _status_error(response.status_code, await response.aread())
+            decoder = _PatchDecoder(self.framing)
+            try:
+                async for chunk in response.aiter_bytes():
+                    for event in decoder.feed(chunk):
+                        yield event
+                    if decoder.finished:
+                        return
+            except httpx.RemoteProtocolError as exc:
+                raise ProtocolError(f"the connection closed mid-stream: {exc}") from exc
+            for event in decoder.close():
+                yield event
+        finally:
+            await response.aclose()
+
+    def _http_client(self) -> httpx.AsyncClient:
+        # One connection pool per event loop: a pool must not outlive its loop (code
+        # that calls asyncio.run() twice with one client would otherwise break).
+        loop = asyncio.get_running_loop()
+        if self._http is None or self._http[0] is not loop:
+            if self._http is not None:
+                self._stale = (*self._stale, self._http[1])
+            transport = self._transport
+            if not isinstance(transport, httpx.AsyncBaseTransport):
+                transport = None
+            self._http = (loop, httpx.AsyncClient(transport=transport, timeout=60.0))
+        return self._http[1]
+
+    @property
+    def chat(self) -> Any:
+        """`openai.AsyncOpenAI(...).chat` pointed at this client's server (or engine)."""
+        return self._openai_client().chat
+
+    @property
+    def models(self) -> Any:
+        """`openai.AsyncOpenAI(...).models` pointed at this client's server (or engine)."""
+        return self._openai_client().models
+
+    def _openai_client(self) -> openai.AsyncOpenAI:
+        if self._openai is None:
+            import openai
+
+            options = self._openai_options()
+            if self.base_url is None:
+                from .server.app import create_app
+
+                app = create_app(self._get_engine())
+                options["http_client"] = httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app), base_url=_IN_PROCESS_URL
+                )
+            self._openai = openai.AsyncOpenAI(**options)
+        return self._openai  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        """Close connection pools (the dottxt SDK's name for it)."""
+        clients = [*self._stale, *([self._http[1]] if self._http else [])]
+        self._http, self._stale = None, ()
+        for client in clients:
+            with contextlib.suppress(RuntimeError):  # its event loop is gone: nothing to close
+                await client.aclose()
+        if self._openai is not None:
+            await self._openai.close()
+            self._openai = None
+        if self._owns_engine and self._engine is not None:
+            await self._engine.aclose()
+
+    aclose = close
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()
+
+
+# --- sync -----------------------------------------------------------------------------------
+
+
+class _LoopThread:
+    """A private event loop in a daemon thread, for driving async engines from sync code."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="openbrace-client-loop", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result()
+        except BaseException:
+            # Interrupted (KeyboardInterrupt...): stop the coroutine before going on.
+            future.cancel()
+            concurrent.futures.wait([future])
+            raise
+
+    def iterate(self, events: AsyncIterator[T]) -> Iterator[T]:
+        """Drive an async iterator from sync code; closing this generator closes it."""
+
+        async def step() -> tuple[bool, Any]:
+            try:
+                return True, await events.__anext__()
+            except StopAsyncIteration:
+                return False, None
+
+        interrupted = False
+        try:
+            while True:
+                try:
+                    more, item = self.run(step())
+                except (KeyboardInterrupt, SystemExit):
+                    interrupted = True  # `run` cancelled the step, which closed `events`
+                    raise
+                if not more:
+                    return
+                yield item
+        finally:
+            if not interrupted:
+                self._aclose(events)
+
+    def _aclose(self, events: AsyncIterator[Any]) -> None:
+        aclose = events.aclose()  # type: ignore[attr-defined]
+        if self.loop.is_closed():  # after Client.close() there is nothing left to stop
+            aclose.close()
+        elif threading.current_thread() is self._thread:  # collected on our own loop
+            self.loop.create_task(aclose)
+        else:
+            self.run(aclose)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
+
+class _SyncASGITransport(httpx.BaseTransport):
+    """A sync httpx transport onto an ASGI app, run on a `_LoopThread` (buffered)."""
+
+    def __init__(self, app: Any, loop: _LoopThread) -> None:
+        self._asgi = httpx.ASGITransport(app=app)
+        self._loop = loop
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        content = request.read()
+
+        async def send() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+            copy = httpx.Request(
+                request.method, request.url, headers=request.headers, content=content
+            )
+            response = await self._asgi.handle_async_request(copy)
+            body = b"".join([part async for part in response.stream])  # type: ignore[union-attr]
+            return response.status_code, response.headers.raw, body
+
+        status, headers, body = self._loop.run(send())
+        return httpx.Response(status, headers=headers, content=body, request=request)
+
+
+class Client(_BaseClient):
+    """Sync client (`DotTxt` is the same class); see `AsyncClient` for the arguments.
+
+    `stream(...)` is a plain iterator. In-process, the async engine runs on a private
+    event-loop thread; stopping early (`break`, `close()` on the iterator) stops it.
+    """
+
+    _http: httpx.Client | None = None
+    _loop: _LoopThread | None = None
+
+    def stream(
+        self,
+        *,
+        model: str,
+        input: str | Messages,
+        response_format: Any,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        timeout: float = 60.0,
+        extra: dict[str, Any] | None = None,
+    ) -> Iterator[PatchEvent]:
+        """Stream `PatchEvent`s; same arguments and errors as `AsyncClient.stream`."""
+        body, headers = self._prepare(
+            model=model,
+            input=input,
+            response_format=response_format,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+            extra=extra,
+        )
+        if self.in_process:
+            request = self._generation_request(body)
+            return self._loop_thread().iterate(_local_events(self._get_engine(), request))
+        return self._http_events(body, headers, timeout)
+
+    def generate(
+        self,
+        *,
+        model: str,
+        input: str | Messages,
+        response_format: Any,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        timeout: float = 60.0,
+        extra: dict[str, Any] | None = None,
+        **more: Any,
+    ) -> Any:
+        """The whole result; same arguments and errors as `AsyncClient.generate`."""
+        events = self.stream(
+            model=model,
+            input=input,
+            response_format=response_format,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+            timeout=timeout,
+            extra={**(extra or {}), **more},
+        )
+        last: PatchEvent | None = None
+        for last in events:  # noqa: B007 - the last event holds the document
+            pass
+        if last is None:
+            raise ProtocolError("the stream ended before any op")
+        return _parse(last.snapshot, response_format)
+
+    def _http_events(
+        self, body: dict[str, Any], headers: dict[str, str], timeout: float
+    ) -> Iterator[PatchEvent]:
+        http = self._http_client()
+        request = http.build_request(
+            "POST",
+            self._url(),
+            json=body,
+            headers=self._headers(headers),
+            timeout=httpx.Timeout(timeout),
+        )
+        response = http.send(request, stream=True)
+        try:
+            if response.status_code != 200:
+                raise _status_error(response.status_code, response.read())
+            decoder = _PatchDecoder(self.framing)
+            try:
+                for chunk in response.iter_bytes():
+                    yield from decoder.feed(chunk)
+                    if decoder.finished:
+                        return
+            except httpx.RemoteProtocolError as exc:
+                raise ProtocolError(f"the connection closed mid-stream: {exc}") from exc
+            yield from decoder.close()
+        finally:
+            response.close()
+
+    def _http_client(self) -> httpx.Client:
+        with self._lock:
+            if self._http is None:
+                transport = self._transport
+                if not isinstance(transport, httpx.BaseTransport):
+                    transport = None
+                self._http = httpx.Client(transport=transport, timeout=60.0)
+            return self._http
+
+    def _loop_thread(self) -> _LoopThread:
+        with self._lock:
+            if self._loop is None:
+                self._loop = _LoopThread()
+            return self._loop
+
+    @property
+    def chat(self) -> Any:
+        """`openai.OpenAI(...).chat` pointed at this client's server (or engine)."""
+        return self._openai_client().chat
+
+    @property
+    def models(self) -> Any:
+        """`openai.OpenAI(...).models` pointed at this client's server (or engine)."""
+        return self._openai_client().models
+
+    def _openai_client(self) -> openai.OpenAI:
+        if self._openai is None:
+            import openai
+
+            options = self._openai_options()
+            if self.base_url is None:
+                from .server.app import create_app
+
+                app = create_app(self._get_engine())
+                transport = _SyncASGITransport(app, self._loop_thread())
+                options["http_client"] = httpx.Client(transport=transport, base_url=_IN_PROCESS_URL)
+            self._openai = openai.OpenAI(**options)
+        return self._openai  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Close connection pools and the private event loop."""
+        if self._openai is not None:
+            self._openai.close()
+            self._openai = None
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+        if self._loop is not None:
+            if self._owns_engine and self._engine is not None:
+                self._loop.run(self._engine.aclose())
+            self._loop.close()
+            self._loop = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+AsyncDotTxt = AsyncClient
+DotTxt = Client

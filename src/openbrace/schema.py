@@ -1,0 +1,542 @@
+"""From whatever a user passes as `response_format` to a checked JSON Schema dict.
+
+- `to_json_schema(response_format)`: a Pydantic model, TypedDict, dataclass, Enum,
+  `Literal`/`Union`/`Optional`, typed containers (`list[T]`, `dict[K, V]`,
+  `tuple[...]`) through pydantic's `TypeAdapter`; a JSON Schema as a dict or a JSON
+  string; any object with `to_json() -> str` (a genson `SchemaBuilder`, ...).
+- `from_response_format(body_rf)`: the `response_format` of an OpenAI request body.
+- `check(schema)`: the schema itself is valid under the draft its `$schema` names
+  (Draft 2020-12 when absent) and its local `$ref`s resolve; otherwise
+  `InvalidSchemaError` naming the keyword and the JSON Pointer of the place.
+- `normalize(schema)`: closes objects, as the dottxt API does (see its docstring).
+- `first_violation(instance, schema)`: why a document breaks a schema, in one line.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import json
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import unquote
+
+import jsonschema
+import re2
+import referencing
+import referencing.exceptions
+from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.protocols import Validator
+
+from . import pointer as jsonpointer
+from .exceptions import InvalidSchemaError, PointerError
+
+__all__ = ["check", "first_violation", "from_response_format", "normalize", "to_json_schema"]
+
+Schema = dict[str, Any]
+
+# Keywords whose value is one subschema, a list of them, or a map of name -> subschema
+# (every draft from 4 to 2020-12). Everything else (`enum`, `const`, `default`,
+# `examples`, ...) holds instances, which are never walked as schemas.
+_ONE = (
+    "additionalProperties", "unevaluatedProperties", "additionalItems", "unevaluatedItems",
+    "items", "contains", "propertyNames", "not", "if", "then", "else", "contentSchema",
+)  # fmt: skip
+_MANY = ("allOf", "anyOf", "oneOf", "prefixItems", "items")
+_MAP = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas",
+        "dependencies")  # fmt: skip
+
+
+def to_json_schema(response_format: Any) -> Schema:
+    """The JSON Schema dict for a `response_format`, checked with `check`.
+
+    Args:
+        response_format: a type pydantic's `TypeAdapter` understands (Pydantic model,
+            TypedDict, dataclass, Enum, `Literal`, `Union`, `Optional`, `list[T]`,
+            `dict[K, V]`, `tuple[...]`, ...), a JSON Schema dict or JSON string, an
+            object with `to_json() -> str` returning a schema, or an OpenAI wrapper
+            (`{"type": "json_schema", "json_schema": {...}}`).
+
+    Returns:
+        The schema as given (never normalised here; see `normalize`). The input is
+        not modified.
+
+    Raises:
+        InvalidSchemaError: the input is not a schema, or not a valid one.
+    """
+    if isinstance(response_format, str):
+        schema: Any = _loads(response_format, "the response_format string")
+    elif isinstance(response_format, dict):
+        if response_format.get("type") in ("json_schema", "json_object", "text"):
+            unwrapped = from_response_format(response_format)
+            if unwrapped is None:
+                raise InvalidSchemaError('response_format {"type": "text"} has no schema')
+            return unwrapped
+        schema = response_format
+    elif isinstance(response_format, (list, tuple)):
+        raise InvalidSchemaError(
+            "a list is not a schema; pass a JSON Schema dict or a typed list such as list[T]"
+        )
+    elif inspect.isroutine(response_format):
+        raise InvalidSchemaError("a function is not a schema; pass a type or a JSON Schema")
+    elif not isinstance(response_format, type) and callable(
+        getattr(response_format, "to_json", None)
+    ):
+        schema = _loads(response_format.to_json(), f"{type(response_format).__name__}.to_json()")
+    else:
+        return copy.deepcopy(_schema_of_type(response_format))
+    return _checked_dict(schema)
+
+
+def from_response_format(body_rf: Any) -> Schema | None:
+    """The schema in an OpenAI request body's `response_format`, checked.
+
+    `{"type": "json_schema", "json_schema": {"schema": S}}` gives `S` (`{}` if it has
+    none), `{"type": "json_object"}` gives `{}` (any JSON value), `{"type": "text"}`
+    or no `response_format` gives None (free text).
+
+    Raises:
+        InvalidSchemaError: an unknown `type`, a malformed wrapper or an invalid schema.
+    """
+    if body_rf is None:
+        return None
+    if not isinstance(body_rf, dict):
+        raise InvalidSchemaError("response_format must be an object", pointer="")
+    kind = body_rf.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {}
+    if kind != "json_schema":
+        raise InvalidSchemaError(
+            f"response_format.type must be 'json_schema', 'json_object' or 'text', not {kind!r}",
+            keyword="type",
+        )
+    wrapper = body_rf.get("json_schema")
+    if not isinstance(wrapper, dict):
+        raise InvalidSchemaError("response_format.json_schema must be an object")
+    schema = wrapper.get("schema", {})
+    if not isinstance(schema, dict):
+        raise InvalidSchemaError("response_format.json_schema.schema must be a JSON object")
+    check(schema)
+    return schema
+
+
+def check(schema: Any) -> None:
+    """Raise `InvalidSchemaError` unless `schema` is a valid JSON Schema we can resolve.
+
+    The schema is validated against the meta-schema of the draft its `$schema` names
+    (Draft 2020-12 when absent); the error names the keyword at fault and the JSON
+    Pointer of the offending place, e.g. keyword `'type'` at `/properties/age/type`.
+    Local `$ref`s (`#` and `#/...`) must resolve inside the schema.
+    """
+    try:
+        key = json.dumps(schema, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidSchemaError(f"a JSON Schema must be JSON data: {exc}") from None
+    with _CHECKED_LOCK:
+        if key in _CHECKED:
+            _CHECKED.move_to_end(key)
+            return
+    validator_class = _validator_class(schema)
+    meta = _meta_validator(validator_class)  # type: ignore[arg-type]  # classes hash
+    error = best_match(meta.iter_errors(schema))
+    if error is not None:
+        path = list(error.absolute_path)
+        keyword = next((p for p in reversed(path) if isinstance(p, str)), error.validator)
+        where = _pointer(path)
+        raise InvalidSchemaError(
+            f"invalid JSON Schema at {where or '(root)'}, keyword {keyword!r}: "
+            f"{_one_line(error.message)}",
+            pointer=where,
+            keyword=str(keyword),
+        )
+    _check_refs(schema)
+    with _CHECKED_LOCK:
+        _CHECKED[key] = None
+        if len(_CHECKED) > _CHECKED_MAX:
+            _CHECKED.popitem(last=False)
+
+
+# Meta-schema validation costs milliseconds (Draft 2020-12's $dynamicRef is slow in
+# jsonschema), and servers see the same few schemas again and again: remember the
+# canonical JSON of the last schemas that passed.
+_CHECKED: OrderedDict[str, None] = OrderedDict()
+_CHECKED_MAX = 1024
+_CHECKED_LOCK = threading.Lock()
+
+
+@functools.cache
+def _meta_validator(validator_class: type[Validator]) -> Validator:
+    return validator_class(validator_class.META_SCHEMA)
+
+
+def first_violation(instance: Any, schema: Any) -> str | None:
+    """The most relevant reason `instance` breaks `schema`, as one line, or None.
+
+    The line starts with the instance path: `at /steps/1: 5 is not of type 'string'`.
+    Costs one validation pass (building the validator included). `pattern` and
+    `patternProperties` run on RE2, in time linear in the text, so a hostile pattern
+    such as `^(a+)+$` cannot stall the caller; only patterns RE2 cannot express
+    (lookarounds, backreferences) fall back to Python's backtracking `re`.
+    """
+    validator_class = _linear_regex(_validator_class(schema))
+    # An empty registry: jsonschema's default one fetches remote `$ref`s over HTTP,
+    # which would let a client make the server request any URL (SSRF).
+    validator = validator_class(schema, registry=referencing.Registry())
+    try:
+        error = best_match(validator.iter_errors(instance))
+    except referencing.exceptions.Unresolvable as exc:
+        raise InvalidSchemaError(f"unresolvable $ref in schema: {exc}", keyword="$ref") from None
+    except RecursionError:  # {"$ref": "#"}: references that loop without consuming input
+        raise InvalidSchemaError("the schema's $refs loop without end", keyword="$ref") from None
+    except re.error as exc:  # `pattern`s are checked with Python's `re`
+        raise InvalidSchemaError(
+            f"a pattern in the schema is not a valid regular expression: {exc}", keyword="pattern"
+        ) from None
+    if error is None:
+        return None
+    return f"at {_pointer(list(error.absolute_path)) or '/'}: {_one_line(error.message)}"
+
+
+def normalize(schema: Any) -> Any:
+    """A copy of `schema` with objects closed: `additionalProperties: false` where absent.
+
+    This is what the dottxt API does: a model writes only the properties the schema
+    declares. An object schema is closed when it declares `properties` or
+    `patternProperties` and has neither `additionalProperties` nor
+    `unevaluatedProperties`. A bare `{"type": "object"}` (a free-form map) stays open:
+    closing it would allow only `{}`.
+
+    Closing never changes which *declared* properties are allowed, so it is skipped
+    where other schemas constrain the same object and may declare more properties:
+    members of `allOf`, `then`/`else`, `dependentSchemas`, the schema beside any of
+    those or a `$ref`, `anyOf`/`oneOf` members whose parent declares properties, and
+    `$defs` referenced from such places. Nothing inside `not` or `if` is closed (that
+    would accept *more* documents). Every subschema is walked: `properties`, `items`,
+    `prefixItems`, `additionalProperties`, `$defs`/`definitions`, `anyOf`/`oneOf`, ...
+    Booleans and non-schema values (`enum`, `const`, `default`) are left alone.
+
+    Args:
+        schema: a JSON Schema (not modified).
+
+    Returns:
+        A deep copy, closed as above. Costs O(schema size) per reference level.
+    """
+    out = copy.deepcopy(schema)
+    if not isinstance(out, dict):
+        return out
+    marks: dict[str, int] = {}
+    while True:  # a $def referenced from a shared place is shared: iterate to a fixpoint
+        before = dict(marks)
+        nodes = list(_modes(out, marks))
+        if marks == before:
+            break
+    for node, mode in nodes:
+        if mode == _FREE and _closable(node):
+            node["additionalProperties"] = False
+    return out
+
+
+# --- normalize: which subschemas may be closed ----------------------------------------
+
+# How a subschema relates to the object it validates:
+_FREE = 0  # it alone decides which properties the object may have
+_SHARED = 1  # other schemas validate the same object and may declare more properties
+_FROZEN = 2  # inside `not`/`if`: closing would accept more documents
+
+_SAME_OBJECT = ("allOf", "anyOf", "oneOf", "$ref", "$dynamicRef", "$recursiveRef",
+                "if", "then", "else", "dependentSchemas")  # fmt: skip
+_ALL_DEFS = "*"
+
+
+def _composed(node: Schema, besides: str | None = None) -> bool:
+    """Does anything at this level besides `besides` shape the same object?"""
+    keys = [k for k in _SAME_OBJECT if k in node and k != besides]
+    deps = node.get("dependencies")
+    schema_deps = isinstance(deps, dict) and any(isinstance(v, dict) for v in deps.values())
+    # The node's own properties count only when we look at one of its parts.
+    props = besides is not None and ("properties" in node or "patternProperties" in node)
+    return bool(keys) or schema_deps or props
+
+
+def _closable(node: Schema) -> bool:
+    kind = node.get("type", "object")
+    return (
+        ("properties" in node or "patternProperties" in node)
+        and "additionalProperties" not in node
+        and "unevaluatedProperties" not in node
+        and (kind == "object" or (isinstance(kind, list) and "object" in kind))
+        and not _composed(node)
+    )
+
+
+def _modes(root: Schema, marks: dict[str, int]) -> Iterator[tuple[Schema, int]]:
+    """Every dict subschema with its mode; updates `marks` for `$ref` targets."""
+    stack: list[tuple[Any, str, int]] = [(root, "", _FREE)]
+    while stack:
+        node, where, mode = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        mode = max(mode, marks.get(where, _FREE))
+        if where.count("/") == 2 and where.split("/")[1] in ("$defs", "definitions"):
+            mode = max(mode, marks.get(_ALL_DEFS, _FREE))
+        yield node, mode
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            target_mode = max(mode, _SHARED) if _composed(node, "$ref") else mode
+            if target_mode != _FREE:
+                target = _local_target(ref)
+                key = _ALL_DEFS if target is None else target  # unknown target: all $defs
+                marks[key] = max(marks.get(key, _FREE), target_mode)
+        for keyword, child, child_where in _children(node, where):
+            stack.append((child, child_where, _child_mode(node, keyword, mode)))
+
+
+def _child_mode(node: Schema, keyword: str, mode: int) -> int:
+    if mode == _FROZEN or keyword in ("not", "if"):
+        return _FROZEN
+    if keyword in ("then", "else", "dependentSchemas", "dependencies"):
+        return _SHARED
+    if keyword == "allOf":
+        alone = len(node["allOf"]) == 1 and not _composed(node, "allOf")
+        return mode if alone else _SHARED
+    if keyword in ("anyOf", "oneOf"):
+        return _SHARED if mode == _SHARED or _composed(node, keyword) else _FREE
+    return _FREE  # a different instance: a property value, an item, a $def
+
+
+def _children(node: Schema, where: str) -> Iterator[tuple[str, Any, str]]:
+    for keyword in _ONE:
+        child = node.get(keyword)
+        if isinstance(child, dict):
+            yield keyword, child, f"{where}/{jsonpointer.escape(keyword)}"
+    for keyword in _MANY:
+        children = node.get(keyword)
+        if isinstance(children, list):
+            for i, child in enumerate(children):
+                yield keyword, child, f"{where}/{keyword}/{i}"
+    for keyword in _MAP:
+        children = node.get(keyword)
+        if isinstance(children, dict):
+            for name, child in children.items():
+                yield (
+                    keyword,
+                    child,
+                    f"{where}/{jsonpointer.escape(keyword)}/{jsonpointer.escape(name)}",
+                )
+
+
+def _local_target(ref: str) -> str | None:
+    """The JSON Pointer a local `$ref` names (`#/$defs/A` -> `/$defs/A`), else None."""
+    if ref == "#":
+        return ""
+    if ref.startswith("#/"):
+        return unquote(ref[1:])
+    return None
+
+
+# --- regular expressions in linear time ------------------------------------------------
+#
+# jsonschema evaluates `pattern`, `patternProperties` and the pattern part of
+# `additionalProperties` with Python's backtracking `re`, where `^(a+)+$` against
+# 30 characters takes seconds while holding the GIL. These three keywords are
+# redefined here on RE2 (same logic and messages as jsonschema's own).
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # an unsupported pattern is not worth a stderr line
+_RE2_OPTIONS.never_capture = True
+
+
+@functools.lru_cache(maxsize=1024)
+def _regex(pattern: str) -> Any:
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error:
+        pass
+    try:  # lookarounds and backreferences: only a backtracking engine has them
+        return re.compile(pattern)
+    except re.error as exc:
+        raise InvalidSchemaError(
+            f"a pattern in the schema is not a valid regular expression: {exc}",
+            keyword="pattern",
+        ) from None
+
+
+def _search(pattern: str, text: str) -> bool:
+    return _regex(pattern).search(text) is not None
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
+    if validator.is_type(instance, "string") and not _search(pattern, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(
+    validator: Any, patterns: dict[str, Any], instance: Any, schema: Any
+) -> Iterator[Any]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for key, value in instance.items():
+            if _search(pattern, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _additional_properties(
+    validator: Any, allowed: Any, instance: Any, schema: Any
+) -> Iterator[Any]:
+    if not validator.is_type(instance, "object"):
+        return
+    properties = schema.get("properties", {})
+    patterns = list(schema.get("patternProperties", {}))
+    extras = [
+        key
+        for key in instance
+        if key not in properties and not any(_search(p, key) for p in patterns)
+    ]
+    if validator.is_type(allowed, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], allowed, path=extra)
+    elif not allowed and extras:
+        names = ", ".join(repr(each) for each in sorted(extras, key=str))
+        if patterns:
+            verb = "does" if len(extras) == 1 else "do"
+            listed = ", ".join(repr(each) for each in sorted(patterns))
+            yield ValidationError(f"{names} {verb} not match any of the regexes: {listed}")
+        else:
+            verb = "was" if len(extras) == 1 else "were"
+            yield ValidationError(
+                f"Additional properties are not allowed ({names} {verb} unexpected)"
+            )
+
+
+@functools.cache
+def _linear_regex(validator_class: type[Validator]) -> type[Validator]:
+    return jsonschema.validators.extend(  # type: ignore[no-any-return]
+        validator_class,
+        {
+            "pattern": _pattern,
+            "patternProperties": _pattern_properties,
+            "additionalProperties": _additional_properties,
+        },
+    )
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+_LATEST = "http://json-schema.org/schema#"  # "the latest draft", seen in the wild
+
+
+def _validator_class(schema: Any) -> type[Validator]:
+    default: type[Validator] = jsonschema.Draft202012Validator
+    if not isinstance(schema, dict) or "$schema" not in schema:
+        return default
+    uri = schema["$schema"]
+    if uri == _LATEST:
+        return default
+    found = (
+        jsonschema.validators.validator_for(schema, default=None) if isinstance(uri, str) else None
+    )
+    if found is None:
+        raise InvalidSchemaError(
+            f"invalid JSON Schema at /$schema, keyword '$schema': unknown meta-schema {uri!r}"
+            " (name a JSON Schema draft from 4 to 2020-12)",
+            pointer="/$schema",
+            keyword="$schema",
+        )
+    return found  # type: ignore[no-any-return]
+
+
+def _check_refs(schema: Any) -> None:
+    if not isinstance(schema, dict):
+        return
+    stack: list[tuple[Any, str, bool]] = [(schema, "", False)]
+    while stack:
+        node, where, nested_id = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        # Below a nested $id, "#/..." is relative to that resource: leave it to jsonschema.
+        nested_id = nested_id or (where != "" and isinstance(node.get("$id", node.get("id")), str))
+        ref = node.get("$ref")
+        target = _local_target(ref) if isinstance(ref, str) else None
+        if target is not None and not nested_id and not _resolves(schema, target):
+            raise InvalidSchemaError(
+                f"invalid JSON Schema at {where}/$ref, keyword '$ref': {ref!r} does not"
+                " resolve inside the schema",
+                pointer=f"{where}/$ref",
+                keyword="$ref",
+            )
+        for _, child, child_where in _children(node, where):
+            stack.append((child, child_where, nested_id))
+
+
+def _resolves(document: Any, target: str) -> bool:
+    try:
+        tokens = jsonpointer.split(target)
+    except PointerError:
+        return False
+    for token in tokens:
+        if isinstance(document, dict) and token in document:
+            document = document[token]
+        elif isinstance(document, list) and token.isdigit() and int(token) < len(document):
+            document = document[int(token)]
+        else:
+            return False
+    return True
+
+
+def _schema_of_type(response_format: Any) -> Schema:
+    """The checked schema of a type, remembered per type (pydantic takes ~1 ms)."""
+    try:
+        return _cached_schema_of_type(response_format)
+    except TypeError:  # unhashable: no caching
+        return _checked_dict(_from_type(response_format))
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_schema_of_type(response_format: Any) -> Schema:
+    return _checked_dict(_from_type(response_format))
+
+
+def _checked_dict(schema: Any) -> Schema:
+    if not isinstance(schema, dict):
+        raise InvalidSchemaError(f"a JSON Schema must be a JSON object, not {schema!r:.60}")
+    check(schema)
+    return schema
+
+
+def _from_type(response_format: Any) -> Any:
+    from pydantic import TypeAdapter
+
+    try:
+        return TypeAdapter(response_format).json_schema()
+    except Exception as exc:  # pydantic raises several unrelated types here
+        raise InvalidSchemaError(
+            f"{response_format!r:.80} is neither a JSON Schema nor a type pydantic can "
+            f"describe ({type(exc).__name__}: {_one_line(str(exc))})"
+        ) from exc
+
+
+def _loads(text: Any, what: str) -> Any:
+    if not isinstance(text, str):
+        raise InvalidSchemaError(f"{what} must return a JSON string, not {type(text).__name__}")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidSchemaError(f"{what} is not valid JSON: {exc}") from None
+
+
+def _pointer(path: list[Any]) -> str:
+    return "".join(
+        f"/{p}" if isinstance(p, int) else f"/{jsonpointer.escape(str(p))}" for p in path
+    )
+
+
+def _one_line(message: str, limit: int = 300) -> str:
+    line = " ".join(message.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."

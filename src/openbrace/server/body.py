@@ -1,0 +1,223 @@
+"""The chat-completions request body: bytes -> a validated `ChatPlan`.
+
+Everything a client can get wrong in the body is found here, before any engine
+work, and refused with a 400 that names the field (`param`) and says what was
+expected. Known OpenAI fields are type- and range-checked; any other field goes
+to `GenerationRequest.extra`, which an upstream engine forwards and the local
+engine refuses by name (SPEC section 2).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .. import schema as schemas
+from ..engines.base import GenerationRequest
+from ..exceptions import InvalidSchemaError
+from .errors import ApiError
+
+__all__ = ["ChatPlan", "Mode", "parse_chat_body"]
+
+Mode = Literal["json", "chunks", "patch"]
+"""`stream: false` -> one JSON body; `true` -> OpenAI chunks; `"patch"` -> this project."""
+
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+_KNOWN = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "response_format",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "seed",
+        "stop",
+    }
+)
+_MAX_INT = 2**31 - 1  # llama.cpp and most servers keep token counts in a C int
+_MAX_SEED = 2**64 - 1
+_MAX_STOP = 16
+
+
+@dataclass(frozen=True)
+class ChatPlan:
+    """A parsed request: what to generate and how to deliver it.
+
+    `request.model` is "" when the body named none (the server picks its default).
+    """
+
+    request: GenerationRequest
+    mode: Mode
+    include_usage: bool
+
+
+def parse_chat_body(raw: bytes) -> ChatPlan:
+    """Validate a `/v1/chat/completions` body; `ApiError(400)` naming the field if bad.
+
+    Cost: one `json.loads` plus, with a `response_format`, one schema normalisation
+    and check (linear in the schema's size).
+    """
+    body = _load(raw)
+    mode = _mode(body.get("stream"))
+    schema = _schema(body.get("response_format"))
+    if mode == "patch" and schema is None:
+        raise _bad(
+            'stream "patch" needs a response_format of type "json_schema" or "json_object"',
+            "response_format",
+        )
+    request = GenerationRequest(
+        model=_model(body.get("model")),
+        messages=_messages(body.get("messages")),
+        schema=schema,
+        temperature=_number(body, "temperature", 0.0, 2.0),
+        top_p=_number(body, "top_p", 0.0, 1.0),
+        max_tokens=_max_tokens(body),
+        seed=_int(body, "seed", -(2**63), _MAX_SEED),
+        stop=_stop(body.get("stop")),
+        extra={k: v for k, v in body.items() if k not in _KNOWN},
+    )
+    return ChatPlan(request, mode, _include_usage(body.get("stream_options")))
+
+
+def _bad(message: str, param: str | None = None, code: str = "invalid_value") -> ApiError:
+    return ApiError(400, message, param=param, code=code)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _load(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, NaN, 4300+ digits
+        detail = str(exc) if len(str(exc)) < 200 else "malformed"
+        raise _bad(f"the request body is not valid JSON: {detail}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise _bad("the request body must be a JSON object", code="invalid_json")
+    return body
+
+
+def _mode(stream: Any) -> Mode:
+    if stream is None or stream is False:
+        return "json"
+    if stream is True:
+        return "chunks"
+    if stream == "patch":
+        return "patch"
+    raise _bad('stream must be false, true or "patch"', "stream")
+
+
+def _schema(response_format: Any) -> dict[str, Any] | None:
+    if response_format is None:
+        return None
+    if not isinstance(response_format, dict):
+        raise _bad("response_format must be an object", "response_format")
+    try:
+        found = schemas.from_response_format(response_format)
+        if found is None:
+            return None
+        normalized: dict[str, Any] = schemas.normalize(found)
+        schemas.check(normalized)  # InvalidSchemaError -> 400 naming keyword and pointer
+    except InvalidSchemaError:
+        raise
+    except (TypeError, ValueError, KeyError, RecursionError) as exc:
+        # A hostile shape the schema module did not anticipate is still the client's fault.
+        raise _bad(
+            f"response_format is malformed ({type(exc).__name__})", "response_format"
+        ) from None
+    return normalized
+
+
+def _model(model: Any) -> str:
+    if model is None:
+        return ""
+    if not isinstance(model, str) or not model or len(model) > 512:
+        raise _bad("model must be a non-empty string", "model")
+    return model
+
+
+def _messages(messages: Any) -> list[dict[str, Any]]:
+    if not isinstance(messages, list) or not messages:
+        raise _bad("messages must be a non-empty array of message objects", "messages")
+    return [_message(m, i) for i, m in enumerate(messages)]
+
+
+def _message(message: Any, index: int) -> dict[str, Any]:
+    where = f"messages[{index}]"
+    if not isinstance(message, dict):
+        raise _bad(f"{where} must be an object", where)
+    role = message.get("role")
+    if role not in _ROLES:
+        raise _bad(f"{where}.role must be one of {', '.join(sorted(_ROLES))}", f"{where}.role")
+    content = message.get("content")
+    if content is None or isinstance(content, str):
+        return message
+    if not isinstance(content, list):
+        raise _bad(f"{where}.content must be a string or an array of parts", f"{where}.content")
+    for j, part in enumerate(content):
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            raise _bad(
+                f"{where}.content[{j}] must be an object with a type", f"{where}.content[{j}]"
+            )
+        if part["type"] == "text" and not isinstance(part.get("text"), str):
+            raise _bad(f"{where}.content[{j}].text must be a string", f"{where}.content[{j}].text")
+    if all(part["type"] == "text" for part in content):
+        # Text parts are one string to every engine; other parts (images) pass as sent.
+        return {**message, "content": "".join(part["text"] for part in content)}
+    return message
+
+
+def _number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise _bad(f"{name} must be a number from {low:g} to {high:g}", name)
+    return float(value)
+
+
+def _int(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _bad(f"{name} must be an integer from {low} to {high}", name)
+    return value
+
+
+def _max_tokens(body: dict[str, Any]) -> int | None:
+    # max_completion_tokens is OpenAI's newer name for the same limit.
+    newer = body.get("max_completion_tokens") is not None
+    name = "max_completion_tokens" if newer else "max_tokens"
+    return _int(body, name, 1, _MAX_INT)
+
+
+def _stop(stop: Any) -> list[str] | None:
+    if stop is None:
+        return None
+    if isinstance(stop, str):
+        stop = [stop]
+    if (
+        not isinstance(stop, list)
+        or len(stop) > _MAX_STOP
+        or not all(isinstance(s, str) and s for s in stop)
+    ):
+        raise _bad(f"stop must be a string or an array of at most {_MAX_STOP} strings", "stop")
+    return stop
+
+
+def _include_usage(options: Any) -> bool:
+    if options is None:
+        return False
+    if not isinstance(options, dict):
+        raise _bad("stream_options must be an object", "stream_options")
+    value = options.get("include_usage", False)
+    if not isinstance(value, bool):
+        raise _bad("stream_options.include_usage must be a boolean", "stream_options.include_usage")
+    return value

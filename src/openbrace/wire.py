@@ -1,0 +1,356 @@
+"""The patch stream on the wire: NDJSON and SSE, both directions (SPEC section 4).
+
+A *record* is what travels: an op `{"op":"add","path":..,"value":..}`, or a
+control record `{"done": {...}}` / `{"error": {...}}`.
+
+- NDJSON: one compact JSON record per line, each line ended by `\\n`.
+- SSE: ops as `id: N` (the op's 0-based sequence number), `event: patch`,
+  `data: <op>`; success as `event: done` with the done record's *body* as data;
+  failure as `event: error` with the whole `{"error": {...}}` record as data;
+  `: keep-alive` comments while idle.
+
+Records are encoded as compact JSON with `ensure_ascii=False`, keys in the order
+they were built. Characters such as U+2028 or U+0085 therefore travel raw; they
+never contain the bytes `\\n` or `\\r` in UTF-8, so the decoders split on those
+bytes themselves and never on `str.splitlines` (which would break such a line in
+the middle of a JSON string, as httpx's `iter_lines` does).
+
+The decoders do no I/O: `feed(chunk)` takes any piece of the byte stream (a frame
+may be split anywhere, even inside a UTF-8 character or between CR and LF) and
+returns the records it completed; `close()` says the stream ended and raises
+`ProtocolError` if it ended mid-frame. A malformed frame raises `ProtocolError`
+too, but only after the good records before it were returned: the call that
+meets it returns those, and the next `feed`/`close` raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .exceptions import ProtocolError, ServerError, StreamError
+
+__all__ = [
+    "KEEPALIVE",
+    "NDJSON",
+    "SSE",
+    "NDJSONDecoder",
+    "SSEDecoder",
+    "encode_ndjson",
+    "encode_sse",
+    "ndjson_frames",
+    "sse_frames",
+]
+
+NDJSON = "application/x-ndjson"
+SSE = "text/event-stream"
+KEEPALIVE = b": keep-alive\n\n"
+
+Record = dict[str, Any]
+log = logging.getLogger("openbrace")
+
+
+def _dumps(value: Any) -> bytes:
+    # allow_nan=False: NaN/Infinity are not JSON and no conforming peer could read them.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def encode_ndjson(record: Record) -> bytes:
+    """One NDJSON line: the record as compact JSON, then `\\n`."""
+    return _dumps(record) + b"\n"
+
+
+def encode_sse(record: Record, id: int | None = None) -> bytes:
+    """One SSE event for `record`, ended by a blank line.
+
+    Args:
+        record: an op, `{"done": {...}}` or `{"error": {...}}`.
+        id: the op's 0-based sequence number (ops only; omitted when None).
+    """
+    if "op" in record:
+        head = b"" if id is None else b"id: %d\n" % id
+        return head + b"event: patch\ndata: " + _dumps(record) + b"\n\n"
+    if "done" in record:
+        return b"event: done\ndata: " + _dumps(record["done"]) + b"\n\n"
+    if "error" in record:
+        return b"event: error\ndata: " + _dumps(record) + b"\n\n"
+    raise ValueError(f"not a patch stream record: {record!r}")
+
+
+def _parse_json(data: bytes, what: str) -> Any:
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"{what} is not valid UTF-8: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"{what} is not valid JSON ({exc}): {_preview(data)}") from None
+
+
+def _preview(data: bytes) -> str:
+    text = data.decode("utf-8", errors="replace")
+    return repr(text if len(text) <= 80 else text[:77] + "...")
+
+
+def _check_record(value: Any, what: str) -> Record:
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{what} is not a JSON object: {value!r:.80}")
+    return value
+
+
+class _Decoder:
+    """Shared buffering: good records first, the error on the next call."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._error: ProtocolError | None = None
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _deliver(self, out: list[Record], exc: ProtocolError) -> list[Record]:
+        self._error = exc  # a broken stream stays broken: every later call raises
+        if not out:
+            raise exc
+        return out
+
+
+class NDJSONDecoder(_Decoder):
+    """Bytes of an NDJSON patch stream -> records. O(1) amortised per byte.
+
+    Blank lines are skipped; a line that is not a JSON object is a `ProtocolError`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._scanned = 0  # bytes of the buffer known to hold no b"\n"
+
+    def feed(self, chunk: bytes) -> list[Record]:
+        """Records completed by `chunk`."""
+        self._raise_pending()
+        self._buffer += chunk
+        out: list[Record] = []
+        start = 0
+        while (end := self._buffer.find(b"\n", max(start, self._scanned))) != -1:
+            line = bytes(self._buffer[start:end])
+            start = end + 1
+            if not line.strip():
+                continue
+            try:
+                out.append(_check_record(_parse_json(line, "NDJSON line"), "NDJSON line"))
+            except ProtocolError as exc:
+                del self._buffer[:start]
+                self._scanned = 0
+                return self._deliver(out, exc)
+        del self._buffer[:start]
+        self._scanned = len(self._buffer)
+        return out
+
+    def close(self) -> list[Record]:
+        """End of stream; raises `ProtocolError` if it ended inside a line."""
+        self._raise_pending()
+        if self._buffer.strip():
+            raise ProtocolError(f"stream ended mid-frame: {_preview(bytes(self._buffer))}")
+        return []
+
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+class SSEDecoder(_Decoder):
+    """Bytes of an SSE patch stream -> records (the WHATWG event-stream grammar).
+
+    Lines end at CRLF, LF or CR (a CR at the end of one chunk and an LF at the start
+    of the next are one line end). Comments (`:`) and unknown fields are ignored.
+    `patch` events (and untyped ones) carry an op, `done` a done body, `error` an
+    error record. An `id` on an op must be its 0-based sequence number: a gap means
+    lost ops, which would corrupt the document, so it is a `ProtocolError`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._after_cr = False  # the last line ended with a CR that may pair with an LF
+        self._scanned = 0  # bytes of the buffer known to hold no line end
+        self._event = ""
+        self._data: list[bytes] = []
+        self._id: bytes | None = None
+        self._has_fields = False
+        self._ops = 0
+
+    def feed(self, chunk: bytes) -> list[Record]:
+        """Records completed by `chunk`."""
+        self._raise_pending()
+        if self._after_cr and chunk[:1] == b"\n":
+            chunk = chunk[1:]
+        if chunk:
+            self._after_cr = False
+        self._buffer += chunk
+        out: list[Record] = []
+        pos = 0
+        # The kept tail holds no CR or LF (a trailing CR is consumed at once), so the
+        # search resumes where the last one stopped: a long line costs O(1) per byte.
+        while match := _LINE_END.search(self._buffer, max(pos, self._scanned)):
+            if match.group() == b"\r" and match.end() == len(self._buffer):
+                self._after_cr = True
+            line = bytes(self._buffer[pos : match.start()])
+            pos = match.end()
+            try:
+                record = self._line(line)
+            except ProtocolError as exc:
+                del self._buffer[:pos]
+                self._scanned = 0
+                return self._deliver(out, exc)
+            if record is not None:
+                out.append(record)
+        del self._buffer[:pos]
+        self._scanned = len(self._buffer)
+        return out
+
+    def close(self) -> list[Record]:
+        """End of stream; raises `ProtocolError` if it ended inside an event."""
+        self._raise_pending()
+        if self._buffer or self._has_fields:
+            raise ProtocolError("stream ended mid-frame (an SSE event was not terminated)")
+        return []
+
+    def _line(self, line: bytes) -> Record | None:
+        if not line:
+            return self._dispatch()
+        if line.startswith(b":"):
+            return None
+        name, _, value = line.partition(b":")
+        if value.startswith(b" "):
+            value = value[1:]
+        self._has_fields = True
+        if name == b"data":
+            self._data.append(value)
+        elif name == b"event":
+            self._event = value.decode("utf-8", errors="replace")
+        elif name == b"id":
+            self._id = value
+        return None
+
+    def _dispatch(self) -> Record | None:
+        event, data, id = self._event or "message", self._data, self._id
+        self._event, self._data, self._id, self._has_fields = "", [], None, False
+        if not data:  # the spec drops events without data
+            return None
+        value = _parse_json(b"\n".join(data), f"SSE {event} data")
+        if event in ("patch", "message"):
+            record = _check_record(value, "SSE patch data")
+            self._check_id(id)
+            self._ops += 1
+            return record
+        if event == "done":
+            return {"done": _check_record(value, "SSE done data")}
+        if event == "error":
+            record = _check_record(value, "SSE error data")
+            return record if "error" in record else {"error": record}
+        return None  # unknown event types are for someone else
+
+    def _check_id(self, id: bytes | None) -> None:
+        if id is not None and id.strip() != str(self._ops).encode():
+            raise ProtocolError(
+                f"SSE op id {id.decode('utf-8', 'replace')!r} where {self._ops} was due:"
+                " ops were lost"
+            )
+
+
+def _error_record(exc: BaseException) -> Record:
+    if isinstance(exc, StreamError):
+        return exc.to_record()
+    log.error("patch stream failed after it started", exc_info=exc)
+    return ServerError("internal error while streaming").to_record()
+
+
+async def _aclose(iterator: AsyncIterator[Any]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def ndjson_frames(
+    records: AsyncIterator[Record], *, include_usage: bool = False
+) -> AsyncIterator[bytes]:
+    """NDJSON lines for a record stream (what the server sends).
+
+    The `done` record goes out only with `include_usage` (SPEC: the body simply ends
+    on success); an `error` record always does and ends the stream. An exception
+    raised by `records` after it started becomes an error record, since the status
+    line is already sent. Closing this generator closes `records`, which stops the
+    generation behind it.
+    """
+    try:
+        async for record in records:
+            if "done" in record and not include_usage:
+                continue
+            yield encode_ndjson(record)
+            if "error" in record:
+                return
+    except Exception as exc:
+        yield encode_ndjson(_error_record(exc))
+    finally:
+        await _aclose(records)
+
+
+async def sse_frames(
+    records: AsyncIterator[Record], *, keepalive: float = 15.0
+) -> AsyncIterator[bytes]:
+    """SSE events for a record stream, with `: keep-alive` comments while idle.
+
+    Ops are numbered `id: 0, 1, ...`; `done` and `error` end the stream. A keep-alive
+    comment goes out whenever nothing was produced for `keepalive` seconds.
+
+    `records` runs in one helper task for its whole life (so cancel scopes and
+    context variables inside it stay in one task) and hands records over one at a
+    time; waiting for the next one with a timeout never cancels the generator.
+    Requires asyncio (uvicorn's loop).
+    """
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1)
+
+    async def pump() -> None:
+        try:
+            async for record in records:
+                await queue.put(("record", record))
+            await queue.put(("end", None))
+        except Exception as exc:
+            await queue.put(("raise", exc))
+        finally:
+            await _aclose(records)
+
+    task = asyncio.ensure_future(pump())
+    getter: asyncio.Future[tuple[str, Any]] | None = None
+    seq = 0
+    try:
+        while True:
+            # The getter survives a timeout: nothing is cancelled just for being slow.
+            getter = getter or asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter}, timeout=keepalive)
+            if not done:
+                yield KEEPALIVE
+                continue
+            kind, item = getter.result()
+            getter = None
+            if kind == "end":
+                return
+            if kind == "raise":
+                yield encode_sse(_error_record(item))
+                return
+            if "op" in item:
+                yield encode_sse(item, seq)
+                seq += 1
+            else:
+                yield encode_sse(item)
+                if "done" in item or "error" in item:
+                    return
+    finally:
+        for pending in (getter, task):
+            if pending is not None and not pending.done():
+                pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

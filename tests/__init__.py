@@ -1,0 +1,1 @@
+"""openbrace tests (a package, so `tests.support` imports)."""

@@ -1,0 +1,250 @@
+"""The `openbrace` command line, run for real with the embedded model.
+
+Subprocesses check what a user sees (stdout, one-line stderr, exit codes); the
+quick error cases call `main()` in-process, where the session's loaded model is
+shared.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from openbrace import PatchEvent, apply_add
+from openbrace.cli import main
+from openbrace.engines.local import DEFAULT_MODEL_ID
+from openbrace.events import Document
+from openbrace.live import LiveView, skeleton
+
+CapSys = pytest.CaptureFixture[str]
+
+TICKET = {
+    "type": "object",
+    "properties": {
+        "intent": {"type": "string", "enum": ["billing", "technical", "account", "other"]},
+        "urgency": {"type": "string", "enum": ["low", "medium", "high", "critical"]},
+        "reply": {"type": "string", "maxLength": 120},
+    },
+    "required": ["intent", "urgency", "reply"],
+}
+PROMPT = "Ticket: I was charged twice for my March invoice. Classify it and reply briefly."
+
+
+@pytest.fixture
+def ticket_file(tmp_path: Path) -> Path:
+    path = tmp_path / "ticket.json"
+    path.write_text(json.dumps(TICKET))
+    return path
+
+
+def cli(
+    *args: str, stdin: str = "", base_url: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`openbrace ARGS` in a subprocess (embedded model unless `base_url`)."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_BASE_URL", "_MODEL"))}
+    if base_url:
+        env["OPENBRACE_BASE_URL"] = base_url
+    return subprocess.run(
+        [sys.executable, "-m", "openbrace.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        check=False,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def rebuild(ndjson: str) -> tuple[list[dict[str, Any]], Any]:
+    """The ops of an NDJSON stdout, and the document they build."""
+    ops = [json.loads(line) for line in ndjson.splitlines()]
+    document: Any = None
+    for op in ops:
+        assert list(op) == ["op", "path", "value"] and op["op"] == "add"
+        document = apply_add(document, op["path"], copy.deepcopy(op["value"]))
+    return ops, document
+
+
+# -- stream / generate / models: the real model --------------------------------------
+
+
+@pytest.mark.model
+def test_stream_prints_one_op_per_line(ticket_file: Path) -> None:
+    result = cli("stream", "-s", str(ticket_file), "--max-tokens", "200", PROMPT)
+    assert result.returncode == 0, result.stderr
+    ops, document = rebuild(result.stdout)
+    assert ops[0] == {"op": "add", "path": "", "value": {}}
+    assert [op["path"] for op in ops] == ["", "/intent", "/urgency", "/reply"]
+    jsonschema.validate(document, TICKET)
+    assert result.stdout.endswith("\n") and "\n\n" not in result.stdout
+
+
+@pytest.mark.model
+def test_stream_reads_the_prompt_from_stdin_and_talks_to_a_server(
+    ticket_file: Path, local_server: Any, monkeypatch: pytest.MonkeyPatch, capsys: CapSys
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(PROMPT))
+    argv = ["stream", "-s", str(ticket_file), "--max-tokens", "200"]
+    assert main([*argv, "--base-url", local_server.url]) == 0
+    _, document = rebuild(capsys.readouterr().out)
+    jsonschema.validate(document, TICKET)
+
+
+@pytest.mark.model
+def test_stream_live_draws_every_field_with_its_arrival_time(
+    local_engine: Any, ticket_file: Path, capsys: CapSys
+) -> None:
+    assert main(["stream", "--live", "-s", str(ticket_file), "--max-tokens", "200", PROMPT]) == 0
+    out = capsys.readouterr().out  # without a terminal, rich prints the last frame once
+    for name in ("intent", "urgency", "reply"):
+        row = next(line for line in out.splitlines() if f" {name} " in line)
+        assert re.search(r"\+\d+ ms", row) and "pending" not in row
+    assert "done" in out and "4 ops" in out
+
+
+@pytest.mark.model
+def test_generate_prints_the_final_json(
+    local_engine: Any, ticket_file: Path, capsys: CapSys
+) -> None:
+    assert main(["generate", "-s", str(ticket_file), "--max-tokens", "200", PROMPT]) == 0
+    jsonschema.validate(json.loads(capsys.readouterr().out), TICKET)
+
+
+@pytest.mark.model
+def test_models_lists_the_embedded_model(local_engine: Any, capsys: CapSys) -> None:
+    assert main(["models"]) == 0
+    assert capsys.readouterr().out.splitlines() == [DEFAULT_MODEL_ID]
+
+
+@pytest.mark.model
+def test_an_error_mid_stream_keeps_the_ops_already_printed(
+    local_engine: Any, ticket_file: Path, capsys: CapSys
+) -> None:
+    assert main(["stream", "-s", str(ticket_file), "--max-tokens", "6", PROMPT]) == 1
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "max_tokens" in err
+    ops, document = rebuild(out)  # every line printed is a whole, valid op
+    assert ops and ops[0]["path"] == "" and "reply" not in document
+
+
+# -- errors: one clear line, never a traceback ----------------------------------------
+
+
+def test_an_unreachable_server_is_one_line(ticket_file: Path, capsys: CapSys) -> None:
+    # Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    assert main(["stream", "-s", str(ticket_file), PROMPT, "--base-url", "http://127.0.0.1:1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("openbrace: cannot reach http://127.0.0.1:1: ") and err.count("\n") == 1
+    assert main(["--json", "models", "--base-url", "http://127.0.0.1:1"]) == 1
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert error["type"] == "connection" and "127.0.0.1:1" in error["message"]
+
+
+def test_a_missing_schema_file_is_one_line(tmp_path: Path) -> None:
+    result = cli("stream", "-s", str(tmp_path / "nope.json"), "hello")  # a real process
+    assert one_line_error(result) == (
+        f"openbrace: cannot read {tmp_path / 'nope.json'}: No such file or directory"
+    )
+
+
+def test_an_empty_prompt_is_refused(
+    ticket_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: CapSys
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("  \n"))
+    assert main(["--json", "generate", "-s", str(ticket_file)]) == 1
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert "no prompt" in error["message"]
+
+
+# -- schema check ----------------------------------------------------------------------
+
+
+def check(tmp_path: Path, text: str, *flags: str) -> tuple[int, str, str]:
+    path = tmp_path / "schema.json"
+    path.write_text(text)
+    return main([*flags, "schema", "check", str(path)]), str(path)
+
+
+def test_schema_check_accepts_a_good_schema(tmp_path: Path, capsys: CapSys) -> None:
+    code, path = check(tmp_path, json.dumps(TICKET))
+    assert code == 0 and capsys.readouterr().out == f"{path}: ok\n"
+
+
+@pytest.mark.parametrize(
+    ("schema", "pointer", "keyword"),
+    [
+        ({"properties": {"age": {"type": "strin"}}}, "/properties/age/type", "type"),
+        ({"properties": {"ip": {"format": "cidr"}}}, "/properties/ip/format", "format"),
+        ({"items": {"$ref": "#/$defs/missing"}}, "/items/$ref", "$ref"),
+    ],
+    ids=["bad-type", "unsupported-format", "dangling-ref"],
+)  # fmt: skip
+def test_schema_check_names_what_is_wrong_and_where(
+    tmp_path: Path, capsys: CapSys, schema: Any, pointer: str, keyword: str
+) -> None:
+    code, path = check(tmp_path, json.dumps(schema))
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.splitlines()) == 1
+    assert err.startswith(f"openbrace: {path}: ") and pointer in err and keyword in err
+
+    code, _ = check(tmp_path, json.dumps(schema), "--json")
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert code == 1 and (error["pointer"], error["keyword"]) == (pointer, keyword)
+    assert error["file"] == path and error["type"] == "InvalidSchemaError"
+
+
+def test_schema_check_reports_where_the_json_breaks(tmp_path: Path, capsys: CapSys) -> None:
+    code, path = check(tmp_path, '{"type": "object",\n  "properties": {,}}')
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"openbrace: {path}: not valid JSON at line 2, column 18: "
+        "Expecting property name enclosed in double quotes\n"
+    )
+
+
+# -- the live view's layout (no model: ops from a Document) ----------------------------
+
+
+def test_live_rows_follow_generation_order_with_array_items_in_place() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "ingredients": {"type": "array", "items": {"$ref": "#/$defs/Item"}},
+            "note": {"anyOf": [{"$ref": "#/$defs/Item"}, {"type": "null"}]},
+        },
+        "$defs": {"Item": {"type": "object", "properties": {"item": {"type": "string"}}}},
+    }
+    assert skeleton(schema) == ["/name", "/ingredients", "/note", "/note/item"]
+    view = LiveView(schema)
+    document = Document()
+    ops = [
+        ("", {}), ("/name", "pancakes"), ("/ingredients", []), ("/ingredients/0", {}),
+        ("/ingredients/0/item", "flour"), ("/ingredients/1", {}),
+        ("/ingredients/1/item", "milk"), ("/note", {}), ("/note/item", "eat warm"),
+    ]  # fmt: skip
+    for i, (path, value) in enumerate(ops):
+        event: PatchEvent = document.apply({"op": "add", "path": path, "value": value})
+        view.add(event, float(i))
+    rows = [(row.path, row.value, row.landed_ms) for row in view._rows]
+    assert [path for path, _, _ in rows] == [path for path, _ in ops[1:]]
+    assert all(landed is not None for _, _, landed in rows)
+    assert view.ops == len(ops)

@@ -20,10 +20,6 @@ $(VENV)/.dev: pyproject.toml | $(PY)
 	$(PIP) install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.local
 
-$(VENV)/.bench: pyproject.toml $(VENV)/.dev
-	$(PIP) install --quiet -e '.[bench]'
-	touch $@
-
 demo: $(VENV)/.local
 	$(VENV)/bin/openbrace demo
 
@@ -35,7 +31,7 @@ test: $(VENV)/.dev browser-deps
 	$(PY) -m ruff check src tests benchmarks examples
 	$(PY) -m pytest
 
-bench: $(VENV)/.bench
+bench: $(VENV)/.dev
 	$(PY) -m benchmarks
 
 lint: $(VENV)/.dev

@@ -78,7 +78,7 @@ class Budget:
 
     single: float = 1.0
     abort: float = 2.0
-    total: float = 2.5
+    total: float = 3.5
     max_runs: int = 7
     warmup: bool = True
 

@@ -27,11 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="print errors as JSON objects")
     commands = parser.add_subparsers(dest="command", required=True)
-    # Each subcommand registers itself below with add_parser(...).set_defaults(run=_cmd_NAME).
     _add_client_commands(commands)
     _add_serve_command(commands)
     _add_demo_command(commands)
-    del commands  # (placeholder until the first subcommand lands)
     return parser
 
 
@@ -270,37 +268,72 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _add_serve_command(commands: Any) -> None:
     serve = commands.add_parser(
-        "serve", help="run the OpenAI-compatible HTTP server (patch streaming)",
+        "serve",
+        help="run the OpenAI-compatible HTTP server (patch streaming)",
         description="Serve the embedded model, or front an OpenAI-compatible upstream, "
         "over HTTP. API keys also come from OPENBRACE_API_KEYS (comma-separated).",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     serve.add_argument("--port", type=int, default=8000)
     source = serve.add_mutually_exclusive_group()
-    source.add_argument("--upstream", metavar="URL",
-                        help="an OpenAI-compatible server to front (e.g. http://vllm:8000/v1)")
+    source.add_argument(
+        "--upstream",
+        metavar="URL",
+        help="an OpenAI-compatible server to front (e.g. http://vllm:8000/v1)",
+    )
     source.add_argument("--model-file", metavar="GGUF", help="serve this GGUF file locally")
-    serve.add_argument("--upstream-key", metavar="KEY",
-                       help="the upstream's API key (default: $OPENBRACE_UPSTREAM_KEY)")
-    serve.add_argument("--upstream-timeout", type=float, default=60.0, metavar="S",
-                       help="seconds of upstream silence before giving up (default 60)")
+    serve.add_argument(
+        "--upstream-key",
+        metavar="KEY",
+        help="the upstream's API key (default: $OPENBRACE_UPSTREAM_KEY)",
+    )
+    serve.add_argument(
+        "--upstream-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds of upstream silence before giving up (default 60)",
+    )
     serve.add_argument("--model-id", help="the model id clients ask for (local engine)")
-    serve.add_argument("--api-key", action="append", default=[], metavar="KEY",
-                       help="accept this bearer key (repeatable); none: the server is open")
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="accept this bearer key (repeatable); none: the server is open",
+    )
     serve.add_argument("--max-body-bytes", type=int, default=1_048_576, metavar="N")
-    serve.add_argument("--max-concurrent", type=int, metavar="N",
-                       help="generations at once (default: 1 for the local model, which "
-                       "runs one at a time; 64 for an upstream)")
-    serve.add_argument("--max-queue", type=int, metavar="N",
-                       help="requests waiting for a slot before 429s "
-                       "(default: 16 local, 256 upstream)")
+    serve.add_argument(
+        "--max-concurrent",
+        type=int,
+        metavar="N",
+        help="generations at once (default: 1 for the local model, which "
+        "runs one at a time; 64 for an upstream)",
+    )
+    serve.add_argument(
+        "--max-queue",
+        type=int,
+        metavar="N",
+        help="requests waiting for a slot before 429s (default: 16 local, 256 upstream)",
+    )
     serve.add_argument("--request-timeout", type=float, default=300.0, metavar="S")
-    serve.add_argument("--keepalive", type=float, default=15.0, metavar="S",
-                       help="SSE keep-alive comment interval (default 15)")
-    serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
-                       help="allow this browser origin (repeatable); default: CORS off")
-    serve.add_argument("--log-level", default="info",
-                       choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument(
+        "--keepalive",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="SSE keep-alive comment interval (default 15)",
+    )
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="allow this browser origin (repeatable); default: CORS off",
+    )
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
     serve.set_defaults(run=_cmd_serve)
 
 
@@ -314,8 +347,9 @@ def _serve_banner(what: str, host: str, port: int, keys: tuple[str, ...]) -> lis
     """What `serve` says at start-up: where, and whether it is open (never the keys)."""
     lines = [f"serving {what} on http://{host}:{port}"]
     if keys:
-        lines.append(f"{len(keys)} API key(s) configured: requests need "
-                     "'Authorization: Bearer KEY'")
+        lines.append(
+            f"{len(keys)} API key(s) configured: requests need 'Authorization: Bearer KEY'"
+        )
         return lines
     lines.append("no API key configured: the server is open")
     try:
@@ -323,8 +357,10 @@ def _serve_banner(what: str, host: str, port: int, keys: tuple[str, ...]) -> lis
     except ValueError:
         loopback = host == "localhost"
     if not loopback:
-        lines.append(f"WARNING: {host} is not a loopback address and no API key is set: "
-                     "anyone who can reach this port can use the model (pass --api-key)")
+        lines.append(
+            f"WARNING: {host} is not a loopback address and no API key is set: "
+            "anyone who can reach this port can use the model (pass --api-key)"
+        )
     return lines
 
 
@@ -351,7 +387,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
         try:
             engine: Any = UpstreamEngine(
-                args.upstream, args.upstream_key or os.environ.get("OPENBRACE_UPSTREAM_KEY"),
+                args.upstream,
+                args.upstream_key or os.environ.get("OPENBRACE_UPSTREAM_KEY"),
                 timeout=args.upstream_timeout,
             )
         except ValueError as exc:
@@ -360,18 +397,23 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     else:
         from .engines.local import LocalEngine, default_engine
 
-        engine = (LocalEngine(args.model_file, args.model_id)
-                  if args.model_file or args.model_id else default_engine())
+        engine = (
+            LocalEngine(args.model_file, args.model_id)
+            if args.model_file or args.model_id
+            else default_engine()
+        )
         what = f"local model {engine.model_id}"
     # One llama.cpp context generates one request at a time: more slots would only
     # hide the queue inside the engine, where it is neither fair nor bounded.
     slots, queue = (64, 256) if args.upstream else (1, 16)
     try:
         config = ServerConfig(
-            api_keys=keys, max_body_bytes=args.max_body_bytes,
+            api_keys=keys,
+            max_body_bytes=args.max_body_bytes,
             max_concurrent=slots if args.max_concurrent is None else args.max_concurrent,
             max_queue=queue if args.max_queue is None else args.max_queue,
-            request_timeout=args.request_timeout, keepalive=args.keepalive,
+            request_timeout=args.request_timeout,
+            keepalive=args.keepalive,
             cors_origins=tuple(args.cors_origin),
         )
     except ValueError as exc:
@@ -383,8 +425,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         asyncio.run(engine.load())
     _log_like_uvicorn(args.log_level)
     app = create_app(engine, config, close_engine=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                server_header=False, timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
     return 0
 
 

@@ -106,4 +106,3 @@ def _fresh(value: Any) -> Any:
     if isinstance(value, list) and not value:
         return []
     return value
-

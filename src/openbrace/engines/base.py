@@ -95,8 +95,9 @@ class GenerationRequest:
 class EngineRequestError(OpenBraceError):
     """The engine refuses the request before generating (HTTP `status`, default 400)."""
 
-    def __init__(self, message: str, *, status: int = 400, param: str | None = None,
-                 code: str | None = None):
+    def __init__(
+        self, message: str, *, status: int = 400, param: str | None = None, code: str | None = None
+    ):
         super().__init__(message)
         self.message = message
         self.status = status
@@ -151,5 +152,3 @@ class MockEngine(Engine):
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[str | Finish]:
         return self._handler(request)
-
-

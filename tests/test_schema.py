@@ -154,6 +154,20 @@ def test_to_json_must_return_a_string():
             "/items/0/$ref",
         ),
         ({"$schema": "https://example.com/my-draft"}, "$schema", "/$schema"),
+        # Refused up front rather than failing once the output is checked:
+        ({"type": "string", "pattern": "(unclosed"}, "pattern", "/pattern"),
+        ({"patternProperties": {"(": {}}}, "patternProperties", "/patternProperties"),
+        ({"$ref": "https://example.invalid/s.json"}, "$ref", "/$ref"),  # no fetching
+        ({"$ref": "#"}, "$ref", "/$ref"),  # a loop that never consumes JSON
+        ({"allOf": [{"anyOf": [{"$ref": "#"}]}]}, "$ref", "/allOf/0/anyOf/0/$ref"),
+        (
+            {
+                "$ref": "#/$defs/a",
+                "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}},
+            },
+            "$ref",
+            "/$defs/a/$ref",
+        ),
     ],
 )
 def test_invalid_schemas_name_the_keyword_and_its_pointer(schema, keyword, pointer):
@@ -161,6 +175,19 @@ def test_invalid_schemas_name_the_keyword_and_its_pointer(schema, keyword, point
         check(schema)
     assert (info.value.keyword, info.value.pointer) == (keyword, pointer)
     assert keyword in str(info.value) and pointer in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"properties": {"kids": {"type": "array", "items": {"$ref": "#"}}}},  # a tree
+        {"$defs": {"a": {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/b"}]},
+                   "b": {"properties": {"next": {"$ref": "#/$defs/a"}}}},
+         "$ref": "#/$defs/a"},  # a linked list
+    ],
+)  # fmt: skip
+def test_recursion_through_a_smaller_piece_of_json_is_fine(schema):
+    check(schema)
 
 
 def test_the_draft_named_by_dollar_schema_is_used():

@@ -22,7 +22,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import unquote
 
 import jsonschema
@@ -172,7 +172,11 @@ _CHECKED_LOCK = threading.Lock()
 
 @functools.cache
 def _meta_validator(validator_class: type[Validator]) -> Validator:
-    return validator_class(validator_class.META_SCHEMA)
+    # The format checker makes the meta-schema's `format: regex` compile every
+    # `pattern` and `patternProperties` key, so a broken regex is a 400 up front.
+    return validator_class(
+        validator_class.META_SCHEMA, format_checker=validator_class.FORMAT_CHECKER
+    )
 
 
 def first_violation(instance: Any, schema: Any) -> str | None:
@@ -456,6 +460,7 @@ def _check_refs(schema: Any) -> None:
     if not isinstance(schema, dict):
         return
     stack: list[tuple[Any, str, bool]] = [(schema, "", False)]
+    local: list[str] = []  # subschemas outside any nested $id: their "#/..." is ours
     while stack:
         node, where, nested_id = stack.pop()
         if not isinstance(node, dict):
@@ -463,31 +468,100 @@ def _check_refs(schema: Any) -> None:
         # Below a nested $id, "#/..." is relative to that resource: leave it to jsonschema.
         nested_id = nested_id or (where != "" and isinstance(node.get("$id", node.get("id")), str))
         ref = node.get("$ref")
-        target = _local_target(ref) if isinstance(ref, str) else None
-        if target is not None and not nested_id and not _resolves(schema, target):
-            raise InvalidSchemaError(
-                f"invalid JSON Schema at {where}/$ref, keyword '$ref': {ref!r} does not"
-                " resolve inside the schema",
-                pointer=f"{where}/$ref",
-                keyword="$ref",
-            )
+        if isinstance(ref, str) and not nested_id:
+            target = _local_target(ref)
+            if target is None and not ref.startswith("#"):
+                # Resolving it would mean fetching a URL chosen by the client.
+                _ref_error(where, f"{ref!r} is not in the schema; only local $refs are supported")
+            if target is not None and not _resolves(schema, target):
+                _ref_error(where, f"{ref!r} does not resolve inside the schema")
+        if not nested_id:
+            local.append(where)
         for _, child, child_where in _children(node, where):
             stack.append((child, child_where, nested_id))
+    _check_ref_loops(schema, local)
+
+
+def _ref_error(where: str, problem: str) -> NoReturn:
+    raise InvalidSchemaError(
+        f"invalid JSON Schema at {where}/$ref, keyword '$ref': {problem}",
+        pointer=f"{where}/$ref",
+        keyword="$ref",
+    )
+
+
+# Keywords whose subschemas apply to the same instance as their parent: a $ref cycle
+# through only these never reaches a smaller piece of JSON, so validating (or
+# generating) it never ends (`{"$ref": "#"}`, `{"allOf": [{"$ref": "#"}]}`).
+_IN_PLACE = frozenset(("allOf", "anyOf", "oneOf", "not", "if", "then", "else", "dependentSchemas"))
+
+
+def _check_ref_loops(schema: Schema, starts: list[str]) -> None:
+    """Refuse a cycle of in-place subschemas and $refs: one depth-first pass, O(schema)."""
+    state: dict[str, bool] = {}  # True while on the current path, False once finished
+    for start in starts:
+        if start in state:
+            continue
+        state[start] = True
+        path = [(start, _in_place(schema, start))]
+        while path:
+            where, edges = path[-1]
+            for next_where in edges:
+                if state.get(next_where) is True:
+                    cycle = [w for w, _ in path[[w for w, _ in path].index(next_where) :]]
+                    _ref_error(
+                        next(w for w in cycle if _has_local_ref(schema, w)),
+                        "this $ref cycle never reaches a smaller piece of JSON",
+                    )
+                if next_where not in state:
+                    state[next_where] = True
+                    path.append((next_where, _in_place(schema, next_where)))
+                    break
+            else:
+                state[where] = False
+                path.pop()
+
+
+def _has_local_ref(schema: Schema, where: str) -> bool:
+    node = _node(schema, where)
+    return isinstance(node, dict) and isinstance(node.get("$ref"), str) and node["$ref"][:1] == "#"
+
+
+def _in_place(schema: Schema, where: str) -> Iterator[str]:
+    """Pointers of the subschemas that apply to the same instance as the one at `where`."""
+    node = _node(schema, where)
+    if not isinstance(node, dict):
+        return
+    ref = node.get("$ref")
+    target = _local_target(ref) if isinstance(ref, str) else None
+    if target is not None:
+        yield target
+    for keyword, _, child_where in _children(node, where):
+        if keyword in _IN_PLACE:
+            yield child_where
+
+
+_MISSING = object()
 
 
 def _resolves(document: Any, target: str) -> bool:
+    return _node(document, target) is not _MISSING
+
+
+def _node(document: Any, target: str) -> Any:
+    """The value at JSON Pointer `target` in `document`, or `_MISSING`."""
     try:
         tokens = jsonpointer.split(target)
     except PointerError:
-        return False
+        return _MISSING
     for token in tokens:
         if isinstance(document, dict) and token in document:
             document = document[token]
         elif isinstance(document, list) and token.isdigit() and int(token) < len(document):
             document = document[int(token)]
         else:
-            return False
-    return True
+            return _MISSING
+    return document
 
 
 def _schema_of_type(response_format: Any) -> Schema:

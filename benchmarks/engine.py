@@ -107,6 +107,21 @@ async def _ours(
     return {"tokens": tokens, "seconds": total, "first_field": first_field or total}
 
 
+def _peer_model(engine: Any) -> Any:
+    """llama-cpp-python on the same GGUF, with the context and threads of `engine`."""
+    import llama_cpp
+
+    from openbrace.engines.local import default_model_path
+
+    return llama_cpp.Llama(
+        model_path=str(default_model_path()),
+        n_ctx=engine.n_ctx,
+        n_threads=engine.n_threads,
+        n_threads_batch=engine.n_threads,
+        verbose=False,
+    )
+
+
 def _peer(
     llm: Any, schema: Any, system: str, *, prompt: str = PROMPT, max_tokens: int = MAX_TOKENS
 ) -> dict[str, float]:
@@ -145,20 +160,13 @@ def _peer(
 def measure_speed(runs: int = 5) -> dict[str, Any]:
     """Tokens/s, mask share and latencies for ours and the peer (median of `runs`)."""
     import anyio
-    import llama_cpp
 
-    from openbrace.engines.local import LocalEngine, default_model_path, instruction
+    from openbrace.engines.local import LocalEngine, instruction
 
     system = instruction(SCHEMA) or ""
     engine = LocalEngine()
     anyio.run(engine.load)
-    peer = llama_cpp.Llama(
-        model_path=str(default_model_path()),
-        n_ctx=engine.n_ctx,
-        n_threads=engine.n_threads,
-        n_threads_batch=engine.n_threads,
-        verbose=False,
-    )
+    peer = _peer_model(engine)
     out: dict[str, Any] = {"runs": runs, "n_threads": engine.n_threads}
     configs = {
         "ours_unconstrained": lambda: anyio.run(_ours, engine, None, system),

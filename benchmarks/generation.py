@@ -138,21 +138,16 @@ def _measure(
     engine: Any = None,
 ) -> dict[str, Any]:
     import anyio
-    import llama_cpp
 
-    from openbrace.engines.local import LocalEngine, default_model_path, instruction
+    from openbrace.engines.local import LocalEngine, instruction
+
+    from .engine import _peer_model
 
     owned = engine is None
     if owned:
         engine = LocalEngine()
         anyio.run(engine.load)
-    peer = llama_cpp.Llama(
-        model_path=str(default_model_path()),
-        n_ctx=engine.n_ctx,
-        n_threads=engine.n_threads,
-        n_threads_batch=engine.n_threads,
-        verbose=False,
-    )
+    peer = _peer_model(engine)
     results: dict[str, Any] = {"n_threads": engine.n_threads, "examples": {}}
     try:
         for name, schema, prompt, max_tokens in examples:

@@ -32,7 +32,14 @@ import pytest
 from openbrace import schema as schemas
 from openbrace.exceptions import InvalidSchemaError
 from openbrace.server.app import ServerConfig, create_app
-from tests.support import LoopbackServer, Script, ScriptedUpstream, recorded_documents, wait_until
+from tests.support import (
+    LoopbackServer,
+    Script,
+    ScriptedUpstream,
+    recorded_documents,
+    stop_process,
+    wait_until,
+)
 from tests.support.streams import apply_ops, ndjson_records, reference_ops, split_records
 
 STREAMS = 200
@@ -117,12 +124,7 @@ def serve(load_upstream: tuple[ScriptedUpstream, Any]) -> Iterator[tuple[str, in
         assert url, "openbrace serve exited: " + "".join(lines[-20:])
         yield url[0], process.pid
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process)
 
 
 async def _stream(

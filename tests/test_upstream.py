@@ -42,6 +42,7 @@ from openbrace.engines.upstream import OpenAIChunkParser, UpstreamEngine
 from openbrace.exceptions import StreamTimeoutError, UpstreamError
 from openbrace.server.app import create_app
 from tests.support.loopback import LoopbackServer, wait_until
+from tests.support.process import stop_process
 
 SCHEMA = {
     "type": "object",
@@ -206,6 +207,21 @@ def records(response: httpx.Response) -> list[dict[str, Any]]:
     return decoder.feed(response.content) + decoder.close()
 
 
+def free_port() -> int:
+    """A loopback port that was free a moment ago (the OS picked it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def answers(url: str, process: subprocess.Popen[Any]) -> bool:
+    """Whether GET `url` is a 200 yet; True too once `process` has exited, to stop waiting."""
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return process.poll() is not None
+
+
 # -- the engine on its own -------------------------------------------------------------
 
 
@@ -269,9 +285,7 @@ def test_failures_before_text(
 
 
 def test_unreachable_upstream_is_503() -> None:
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     with pytest.raises(EngineUnavailableError) as caught:
         collect(UpstreamEngine(f"http://127.0.0.1:{port}/v1"), request())
     assert caught.value.status == 503 and "unreachable" in caught.value.message
@@ -425,9 +439,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pytest.importorskip("llama_cpp.server")
     from openbrace.engines.local import default_model_path
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     log = (tmp_path_factory.mktemp("llama") / "server.log").open("wb")
     process = subprocess.Popen(
         [
@@ -451,24 +463,14 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}/v1"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/models", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return process.poll() is not None
-
     try:
-        assert wait_until(ready, timeout=60, step=0.2), "llama_cpp.server did not start"
+        assert wait_until(lambda: answers(f"{url}/models", process), timeout=60, step=0.2), (
+            "llama_cpp.server did not start"
+        )
         assert process.poll() is None, f"llama_cpp.server exited; see {log.name}"
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()
 
 
@@ -531,9 +533,7 @@ def test_llama_cpp_server_upstream_matches(llama_server: str) -> None:
 
 def test_serve_command_fronts_an_upstream(upstream: Any, tmp_path: Any) -> None:
     """The real CLI: keys from the flag and the environment, the banner, a patch stream."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     log = (tmp_path / "serve.log").open("wb")
     process = subprocess.Popen(
         [
@@ -557,15 +557,9 @@ def test_serve_command_fronts_an_upstream(upstream: Any, tmp_path: Any) -> None:
         env={**os.environ, "OPENBRACE_API_KEYS": "env-key-1, env-key-2"},
     )
     url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return process.poll() is not None
-
     try:
-        assert wait_until(up, timeout=30, step=0.1) and process.poll() is None
+        assert wait_until(lambda: answers(f"{url}/healthz", process), timeout=30, step=0.1)
+        assert process.poll() is None
         for key in ("flag-key", "env-key-2"):
             response = patch_with_key(url, key)
             assert jsonpatch.apply_patch(None, records(response)) == json.loads(DOC_TEXT)

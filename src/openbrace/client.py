@@ -16,8 +16,9 @@ Where the patches come from depends on the configuration:
 All three turn records into `PatchEvent`s with the same code (`_RecordReader`), so
 events, errors and snapshots are identical whichever way they travelled.
 
-The pure parts (configuration, payloads, status -> exception, bytes -> events) live
-in `_BaseClient` and `_PatchDecoder`; `Client` and `AsyncClient` only drive them.
+The pure parts (configuration, payloads, requests, OpenAI SDK options, status ->
+exception, bytes -> events) live in `_BaseClient` and `_PatchDecoder`; `Client` and
+`AsyncClient` only drive them, each with its own flavour of I/O.
 """
 
 from __future__ import annotations
@@ -160,6 +161,15 @@ def _status_error(status: int, body: bytes) -> PatchStreamError:
     return PatchStreamError(status, body.decode("utf-8", errors="replace"))
 
 
+@contextlib.contextmanager
+def _cut_connection() -> Iterator[None]:
+    """Around reading a response body, sync or async: a dropped connection is a cut stream."""
+    try:
+        yield
+    except httpx.RemoteProtocolError as exc:
+        raise ProtocolError(f"the connection closed mid-stream: {exc}") from exc
+
+
 def _engine_error(exc: Exception) -> PatchStreamError:
     """What the server would have answered for an engine's pre-stream refusal."""
     status = int(getattr(exc, "status", 400))
@@ -181,10 +191,14 @@ def _messages(input: str | Messages) -> Messages:
     raise TypeError("input must be a prompt string or a list of chat messages (dicts)")
 
 
-def _parse(document: Any, response_format: Any) -> Any:
-    """A Pydantic model instance for a Pydantic model class; the JSON data otherwise."""
+def _result(last: PatchEvent | None, response_format: Any) -> Any:
+    """`generate`'s answer from the stream's last event, which holds the whole document:
+    a Pydantic model instance for a Pydantic model class, the JSON data otherwise."""
     from pydantic import BaseModel, ValidationError
 
+    if last is None:
+        raise ProtocolError("the stream ended before any op")
+    document = last.snapshot
     if isinstance(response_format, type) and issubclass(response_format, BaseModel):
         try:
             return response_format.model_validate(document)
@@ -307,26 +321,80 @@ class _BaseClient:
             extra=rest,
         )
 
-    def _url(self) -> str:
-        return f"{self.base_url}/chat/completions"
+    def _engine_events(self, body: dict[str, Any]) -> AsyncIterator[PatchEvent]:
+        """In-process: the events of `body`, from this client's engine."""
+        request = self._generation_request(body)
+        return _local_events(self._get_engine(), request)
 
-    def _headers(self, extra: dict[str, str]) -> dict[str, str]:
+    def _build_request(
+        self,
+        http: httpx.Client | httpx.AsyncClient,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        timeout: float,
+    ) -> httpx.Request:
+        """The patch-stream POST; built by `http` so that its own defaults apply too."""
         from . import __version__  # here: the package is fully imported by now
 
-        headers = {
+        defaults = {
             "Accept": wire.SSE if self.framing == "sse" else wire.NDJSON,
             "User-Agent": f"openbrace/{__version__}",
         }
         if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        return {**headers, **extra}
+            defaults["Authorization"] = f"Bearer {self.api_key}"
+        return http.build_request(
+            "POST",
+            f"{self.base_url}/chat/completions",
+            json=body,
+            headers={**defaults, **headers},
+            timeout=httpx.Timeout(timeout),
+        )
 
-    def _openai_options(self) -> dict[str, Any]:
-        return {
-            "api_key": self.api_key or "openbrace",  # the SDK insists on a key; ours may be open
-            "base_url": self.base_url or _IN_PROCESS_URL,
-            **self._openai_kwargs,
-        }
+    def _transport_as(self, kind: type[T]) -> T | None:
+        """The `transport=` argument if it suits this client's flavour (sync or async)."""
+        return self._transport if isinstance(self._transport, kind) else None
+
+    @property
+    def chat(self) -> Any:
+        """`openai.OpenAI(...).chat` (`openai.AsyncOpenAI` for `AsyncClient`) pointed at
+        this client's server (or engine)."""
+        return self._openai_client().chat
+
+    @property
+    def models(self) -> Any:
+        """`openai.OpenAI(...).models` (`openai.AsyncOpenAI` for `AsyncClient`) pointed at
+        this client's server (or engine)."""
+        return self._openai_client().models
+
+    def _openai_client(self) -> Any:
+        if self._openai is None:
+            options = {
+                # The SDK insists on a key; ours may be open.
+                "api_key": self.api_key or "openbrace",
+                "base_url": self.base_url or _IN_PROCESS_URL,
+                **self._openai_kwargs,
+            }
+            if self.base_url is None:  # no server to talk to: serve its app in this process
+                from .server.app import create_app
+
+                options["http_client"] = self._asgi_client(create_app(self._get_engine()))
+            self._openai = self._openai_class()(**options)
+        return self._openai
+
+    def _detach(self) -> tuple[Any, Engine | None]:
+        """What `close()` must close: the OpenAI client (forgotten here: a later use makes a
+        new one) and the engine, only if this client made it (never one passed in)."""
+        sdk, self._openai = self._openai, None
+        return sdk, self._engine if self._owns_engine else None
+
+    # What `Client` and `AsyncClient` supply: the sync or async flavour of each.
+
+    def _openai_class(self) -> type[openai.OpenAI] | type[openai.AsyncOpenAI]:
+        raise NotImplementedError
+
+    def _asgi_client(self, app: Any) -> httpx.Client | httpx.AsyncClient:
+        """An httpx client whose requests `app` answers in this process."""
+        raise NotImplementedError
 
 
 _REQUEST_FIELDS = frozenset(
@@ -472,10 +540,8 @@ class AsyncClient(_BaseClient):
             extra=extra,
         )
         if self.in_process:
-            events = _local_events(self._get_engine(), self._generation_request(body))
-        else:
-            events = self._http_events(body, headers, timeout)
-        return AsyncPatchStream(events)
+            return AsyncPatchStream(self._engine_events(body))
+        return AsyncPatchStream(self._http_events(body, headers, timeout))
 
     async def generate(
         self,
@@ -510,34 +576,23 @@ class AsyncClient(_BaseClient):
         async with stream:
             async for last in stream:  # noqa: B007 - the last event holds the document
                 pass
-        if last is None:
-            raise ProtocolError("the stream ended before any op")
-        return _parse(last.snapshot, response_format)
+        return _result(last, response_format)
 
     async def _http_events(
         self, body: dict[str, Any], headers: dict[str, str], timeout: float
     ) -> AsyncIterator[PatchEvent]:
         http = self._http_client()
-        request = http.build_request(
-            "POST",
-            self._url(),
-            json=body,
-            headers=self._headers(headers),
-            timeout=httpx.Timeout(timeout),
-        )
-        response = await http.send(request, stream=True)
+        response = await http.send(self._build_request(http, body, headers, timeout), stream=True)
         try:
             if response.status_code != 200:
                 raise _status_error(response.status_code, await response.aread())
             decoder = _PatchDecoder(self.framing)
-            try:
+            with _cut_connection():
                 async for chunk in response.aiter_bytes():
                     for event in decoder.feed(chunk):
                         yield event
                     if decoder.finished:
                         return
-            except httpx.RemoteProtocolError as exc:
-                raise ProtocolError(f"the connection closed mid-stream: {exc}") from exc
             for event in decoder.close():
                 yield event
         finally:
@@ -550,36 +605,17 @@ class AsyncClient(_BaseClient):
         if self._http is None or self._http[0] is not loop:
             if self._http is not None:
                 self._stale = (*self._stale, self._http[1])
-            transport = self._transport
-            if not isinstance(transport, httpx.AsyncBaseTransport):
-                transport = None
+            transport = self._transport_as(httpx.AsyncBaseTransport)
             self._http = (loop, httpx.AsyncClient(transport=transport, timeout=60.0))
         return self._http[1]
 
-    @property
-    def chat(self) -> Any:
-        """`openai.AsyncOpenAI(...).chat` pointed at this client's server (or engine)."""
-        return self._openai_client().chat
+    def _openai_class(self) -> type[openai.AsyncOpenAI]:
+        import openai
 
-    @property
-    def models(self) -> Any:
-        """`openai.AsyncOpenAI(...).models` pointed at this client's server (or engine)."""
-        return self._openai_client().models
+        return openai.AsyncOpenAI
 
-    def _openai_client(self) -> openai.AsyncOpenAI:
-        if self._openai is None:
-            import openai
-
-            options = self._openai_options()
-            if self.base_url is None:
-                from .server.app import create_app
-
-                app = create_app(self._get_engine())
-                options["http_client"] = httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app), base_url=_IN_PROCESS_URL
-                )
-            self._openai = openai.AsyncOpenAI(**options)
-        return self._openai  # type: ignore[no-any-return]
+    def _asgi_client(self, app: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=_IN_PROCESS_URL)
 
     async def close(self) -> None:
         """Close connection pools (the dottxt SDK's name for it)."""
@@ -588,11 +624,11 @@ class AsyncClient(_BaseClient):
         for client in clients:
             with contextlib.suppress(RuntimeError):  # its event loop is gone: nothing to close
                 await client.aclose()
-        if self._openai is not None:
-            await self._openai.close()
-            self._openai = None
-        if self._owns_engine and self._engine is not None:
-            await self._engine.aclose()
+        sdk, engine = self._detach()
+        if sdk is not None:
+            await sdk.close()
+        if engine is not None:
+            await engine.aclose()
 
     aclose = close
 
@@ -720,8 +756,8 @@ class Client(_BaseClient):
             extra=extra,
         )
         if self.in_process:
-            request = self._generation_request(body)
-            return self._loop_thread().iterate(_local_events(self._get_engine(), request))
+            events = self._engine_events(body)  # before the loop thread: this may raise
+            return self._loop_thread().iterate(events)
         return self._http_events(body, headers, timeout)
 
     def generate(
@@ -751,33 +787,22 @@ class Client(_BaseClient):
         last: PatchEvent | None = None
         for last in events:  # noqa: B007 - the last event holds the document
             pass
-        if last is None:
-            raise ProtocolError("the stream ended before any op")
-        return _parse(last.snapshot, response_format)
+        return _result(last, response_format)
 
     def _http_events(
         self, body: dict[str, Any], headers: dict[str, str], timeout: float
     ) -> Iterator[PatchEvent]:
         http = self._http_client()
-        request = http.build_request(
-            "POST",
-            self._url(),
-            json=body,
-            headers=self._headers(headers),
-            timeout=httpx.Timeout(timeout),
-        )
-        response = http.send(request, stream=True)
+        response = http.send(self._build_request(http, body, headers, timeout), stream=True)
         try:
             if response.status_code != 200:
                 raise _status_error(response.status_code, response.read())
             decoder = _PatchDecoder(self.framing)
-            try:
+            with _cut_connection():
                 for chunk in response.iter_bytes():
                     yield from decoder.feed(chunk)
                     if decoder.finished:
                         return
-            except httpx.RemoteProtocolError as exc:
-                raise ProtocolError(f"the connection closed mid-stream: {exc}") from exc
             yield from decoder.close()
         finally:
             response.close()
@@ -785,9 +810,7 @@ class Client(_BaseClient):
     def _http_client(self) -> httpx.Client:
         with self._lock:
             if self._http is None:
-                transport = self._transport
-                if not isinstance(transport, httpx.BaseTransport):
-                    transport = None
+                transport = self._transport_as(httpx.BaseTransport)
                 self._http = httpx.Client(transport=transport, timeout=60.0)
             return self._http
 
@@ -797,41 +820,26 @@ class Client(_BaseClient):
                 self._loop = _LoopThread()
             return self._loop
 
-    @property
-    def chat(self) -> Any:
-        """`openai.OpenAI(...).chat` pointed at this client's server (or engine)."""
-        return self._openai_client().chat
+    def _openai_class(self) -> type[openai.OpenAI]:
+        import openai
 
-    @property
-    def models(self) -> Any:
-        """`openai.OpenAI(...).models` pointed at this client's server (or engine)."""
-        return self._openai_client().models
+        return openai.OpenAI
 
-    def _openai_client(self) -> openai.OpenAI:
-        if self._openai is None:
-            import openai
-
-            options = self._openai_options()
-            if self.base_url is None:
-                from .server.app import create_app
-
-                app = create_app(self._get_engine())
-                transport = _SyncASGITransport(app, self._loop_thread())
-                options["http_client"] = httpx.Client(transport=transport, base_url=_IN_PROCESS_URL)
-            self._openai = openai.OpenAI(**options)
-        return self._openai  # type: ignore[no-any-return]
+    def _asgi_client(self, app: Any) -> httpx.Client:
+        transport = _SyncASGITransport(app, self._loop_thread())
+        return httpx.Client(transport=transport, base_url=_IN_PROCESS_URL)
 
     def close(self) -> None:
         """Close connection pools and the private event loop."""
-        if self._openai is not None:
-            self._openai.close()
-            self._openai = None
+        sdk, engine = self._detach()
+        if sdk is not None:
+            sdk.close()
         if self._http is not None:
             self._http.close()
             self._http = None
         if self._loop is not None:
-            if self._owns_engine and self._engine is not None:
-                self._loop.run(self._engine.aclose())
+            if engine is not None:
+                self._loop.run(engine.aclose())
             self._loop.close()
             self._loop = None
 

@@ -4,6 +4,7 @@
   token streams, with fault modes (see `tests.support.upstream`).
 - `LoopbackServer`: any ASGI app under uvicorn on 127.0.0.1 in a thread.
 - `recorded_documents()`: real JSON documents (JSONSchemaBench) to replay.
+- `stop_process()`: SIGTERM a server subprocess, SIGKILL it if it lingers.
 - `tests.support.streams`: reading NDJSON patch streams, and the reference ops a
   correct server sends for a given upstream text.
 """
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 from .loopback import LoopbackServer, wait_until
+from .process import stop_process
 from .upstream import Fault, Script, ScriptedUpstream, StreamLog, recorded_documents, tokenize
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "ScriptedUpstream",
     "StreamLog",
     "recorded_documents",
+    "stop_process",
     "tokenize",
     "wait_until",
 ]

@@ -606,8 +606,9 @@ def test_stop_strings_cut_at_the_first_match_for_any_chunking(
             break
     if not hit:
         out += scanner.close()
-    first = min((i for s in stops if (i := text.find(s)) >= 0), default=len(text))
-    assert out == text[:first]
+    # Generation stops where the first match completes (ties: the earlier start).
+    ends = [(i + len(s), i) for s in stops if (i := text.find(s)) >= 0]
+    assert out == text[: min(ends)[1]] if ends else out == text
 
 
 def _schema_trees(depth: int = 3) -> st.SearchStrategy[dict[str, Any]]:

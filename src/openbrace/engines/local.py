@@ -504,7 +504,12 @@ class _Run:
 
 
 class _StopScanner:
-    """Cuts free text at the first stop string, holding back a possible partial match."""
+    """Cuts free text at the first stop string to complete, holding back a partial match.
+
+    "First" is by where a match ends, since generation would stop the moment one
+    completes (ties: the longer one, which starts earlier). So the cut is the same
+    however the text was chunked.
+    """
 
     def __init__(self, stops: list[str]):
         self._stops = stops
@@ -516,10 +521,10 @@ class _StopScanner:
         if not self._stops:
             return text, False
         buffer = self._held + text
-        cut = min((i for s in self._stops if (i := buffer.find(s)) >= 0), default=-1)
-        if cut >= 0:
+        matches = [(i + len(s), i) for s in self._stops if (i := buffer.find(s)) >= 0]
+        if matches:
             self._held = ""
-            return buffer[:cut], True
+            return buffer[: min(matches)[1]], True
         split = max(len(buffer) - self._keep, 0)
         self._held = buffer[split:]
         return buffer[:split], False

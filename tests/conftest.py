@@ -1,11 +1,20 @@
-"""Shared fixtures. Each helper adds its own below; keep them independent."""
+"""Shared fixtures; each is independent of the others."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# CI replays the same examples every run, so a red build is reproducible; a
+# developer's run draws fresh ones and keeps finding new cases (as it found the
+# stop-string bug). HYPOTHESIS_PROFILE=ci reproduces CI locally.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("dev", print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 
 @pytest.fixture(scope="session")

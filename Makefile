@@ -29,6 +29,7 @@ browser-deps:
 
 test: $(VENV)/.dev browser-deps
 	$(PY) -m ruff check src tests benchmarks examples
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 bench: $(VENV)/.dev
@@ -37,3 +38,4 @@ bench: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(PY) -m ruff check src tests benchmarks examples
 	$(PY) -m ruff format --check src tests benchmarks examples
+	$(PY) -m mypy

@@ -48,8 +48,8 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, NoReturn
 
-import ijson  # type: ignore[import-untyped]
-from ijson.common import JSONError  # type: ignore[import-untyped]
+import ijson
+from ijson.common import JSONError
 
 from .exceptions import InvalidOutputError
 from .pointer import escape

@@ -143,7 +143,7 @@ def check(schema: Any) -> None:
             _CHECKED.move_to_end(key)
             return
     validator_class = _validator_class(schema)
-    meta = _meta_validator(validator_class)  # type: ignore[arg-type]  # classes hash
+    meta = _meta_validator(validator_class)
     error = best_match(meta.iter_errors(schema))
     if error is not None:
         path = list(error.absolute_path)
@@ -421,7 +421,7 @@ def _additional_properties(
 
 @functools.cache
 def _linear_regex(validator_class: type[Validator]) -> type[Validator]:
-    return jsonschema.validators.extend(  # type: ignore[no-any-return]
+    return jsonschema.validators.extend(  # type: ignore[no-untyped-call,no-any-return]
         validator_class,
         {
             "pattern": _pattern,
@@ -444,7 +444,10 @@ def _validator_class(schema: Any) -> type[Validator]:
     if uri == _LATEST:
         return default
     found = (
-        jsonschema.validators.validator_for(schema, default=None) if isinstance(uri, str) else None
+        # default=None ("no such draft") is not in the stubs, but is what we need.
+        jsonschema.validators.validator_for(schema, default=None)  # type: ignore[arg-type]
+        if isinstance(uri, str)
+        else None
     )
     if found is None:
         raise InvalidSchemaError(
@@ -453,7 +456,7 @@ def _validator_class(schema: Any) -> type[Validator]:
             pointer="/$schema",
             keyword="$schema",
         )
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def _check_refs(schema: Any) -> None:

@@ -64,6 +64,7 @@ class Upstream:
 
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
+        self.model_lists = 0  # GET /v1/models requests served
         self.permits = threading.Semaphore(0)
         self.sent = 0
         self.closed = threading.Event()
@@ -83,6 +84,8 @@ def chunk(content: str | None = None, finish: str | None = None, **extra: Any) -
 
 def fake_upstream(state: Upstream) -> Starlette:
     async def models(request: Request) -> Response:
+        state.model_lists += 1
+        await asyncio.sleep(0.05)  # slow enough that a burst of callers overlaps
         return JSONResponse(
             {
                 "object": "list",
@@ -262,6 +265,29 @@ def test_models_come_from_the_upstream(upstream: Any) -> None:
             await engine.aclose()
 
     assert anyio.run(run) == ["fake", "legacy"]
+
+
+def test_a_burst_of_cold_requests_fetches_the_model_list_once(upstream: Any) -> None:
+    server, state = upstream
+    engine = UpstreamEngine(f"{server.url}/v1", UPSTREAM_KEY)
+    before = state.model_lists
+
+    async def burst() -> list[list[str]]:
+        results: list[list[str]] = []
+
+        async def one() -> None:
+            results.append([m.id for m in await engine.models()])
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(20):
+                    tg.start_soon(one)
+            return results
+        finally:
+            await engine.aclose()
+
+    assert anyio.run(burst) == [["fake", "legacy"]] * 20
+    assert state.model_lists - before == 1
 
 
 @pytest.mark.parametrize(

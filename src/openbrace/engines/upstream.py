@@ -39,6 +39,7 @@ from contextlib import aclosing, asynccontextmanager
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import anyio
 import httpx
 
 from ..exceptions import StreamTimeoutError, UpstreamError
@@ -108,6 +109,7 @@ class UpstreamEngine(Engine):
         )
         self._models_ttl = models_ttl
         self._models: tuple[float, list[ModelInfo]] | None = None
+        self._models_lock = anyio.Lock()  # a burst of cold requests fetches the list once
 
     def __repr__(self) -> str:  # never shows the key
         return f"UpstreamEngine({self.base_url!r})"
@@ -117,10 +119,26 @@ class UpstreamEngine(Engine):
         return text.replace(self._api_key, "***") if self._api_key else text
 
     async def models(self) -> list[ModelInfo]:
-        """The upstream's `/models`, cached for `models_ttl` seconds."""
-        now = time.monotonic()
-        if self._models is not None and now - self._models[0] < self._models_ttl:
+        """The upstream's `/models`, cached for `models_ttl` seconds.
+
+        Concurrent callers that find the cache stale share one fetch.
+        """
+        cached = self._cached_models()
+        if cached is not None:
+            return cached
+        async with self._models_lock:
+            cached = self._cached_models()
+            if cached is None:
+                cached = await self._fetch_models()
+                self._models = (time.monotonic(), cached)
+            return cached
+
+    def _cached_models(self) -> list[ModelInfo] | None:
+        if self._models is not None and time.monotonic() - self._models[0] < self._models_ttl:
             return self._models[1]
+        return None
+
+    async def _fetch_models(self) -> list[ModelInfo]:
         try:
             response = await self._client.get(f"{self.base_url}/models", headers=self._headers)
         except httpx.TimeoutException:
@@ -142,7 +160,6 @@ class UpstreamEngine(Engine):
             raise EngineUnavailableError(
                 "upstream model list is not an OpenAI model list", status=502
             ) from None
-        self._models = (now, found)
         return found
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[str | Finish]:

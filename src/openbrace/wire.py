@@ -31,6 +31,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from .exceptions import ProtocolError, ServerError, StreamError
@@ -41,6 +42,8 @@ __all__ = [
     "SSE",
     "NDJSONDecoder",
     "SSEDecoder",
+    "SSEEvent",
+    "SSEEvents",
     "encode_ndjson",
     "encode_sse",
     "ndjson_frames",
@@ -106,7 +109,6 @@ class _Decoder:
     """Shared buffering: good records first, the error on the next call."""
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
         self._error: ProtocolError | None = None
 
     def _raise_pending(self) -> None:
@@ -128,6 +130,7 @@ class NDJSONDecoder(_Decoder):
 
     def __init__(self) -> None:
         super().__init__()
+        self._buffer = bytearray()
         self._scanned = 0  # bytes of the buffer known to hold no b"\n"
 
     def feed(self, chunk: bytes) -> list[Record]:
@@ -162,63 +165,72 @@ class NDJSONDecoder(_Decoder):
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
-class SSEDecoder(_Decoder):
-    """Bytes of an SSE patch stream -> records (the WHATWG event-stream grammar).
+@dataclass(frozen=True)
+class SSEEvent:
+    """One server-sent event: its type (`"message"` when untyped), data and id."""
+
+    event: str
+    data: bytes
+    id: bytes | None
+
+
+class SSEEvents:
+    """Bytes of any SSE stream -> `SSEEvent`s (the WHATWG event-stream grammar). No I/O.
 
     Lines end at CRLF, LF or CR (a CR at the end of one chunk and an LF at the start
-    of the next are one line end). Comments (`:`) and unknown fields are ignored.
-    `patch` events (and untyped ones) carry an op, `done` a done body, `error` an
-    error record. An `id` on an op must be its 0-based sequence number: a gap means
-    lost ops, which would corrupt the document, so it is a `ProtocolError`.
+    of the next are one line end); comments (`:`) and unknown fields are ignored;
+    events without data are dropped, as the spec says. A long line costs O(1) per
+    byte: the search for a line end resumes where the last one stopped. Shared by
+    the patch decoder below and the upstream engine's OpenAI chunk parser.
     """
 
     def __init__(self) -> None:
-        super().__init__()
+        self._buffer = bytearray()
         self._after_cr = False  # the last line ended with a CR that may pair with an LF
         self._scanned = 0  # bytes of the buffer known to hold no line end
         self._event = ""
         self._data: list[bytes] = []
         self._id: bytes | None = None
         self._has_fields = False
-        self._ops = 0
 
-    def feed(self, chunk: bytes) -> list[Record]:
-        """Records completed by `chunk`."""
-        self._raise_pending()
+    @property
+    def partial_line(self) -> bytes:
+        """The bytes after the last line end (a line not yet terminated)."""
+        return bytes(self._buffer)
+
+    @property
+    def pending(self) -> bool:
+        """Whether an event was begun and not terminated (bytes or fields held)."""
+        return bool(self._buffer) or self._has_fields
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """The events `chunk` completed."""
         if self._after_cr and chunk[:1] == b"\n":
             chunk = chunk[1:]
         if chunk:
             self._after_cr = False
         self._buffer += chunk
-        out: list[Record] = []
+        out: list[SSEEvent] = []
         pos = 0
-        # The kept tail holds no CR or LF (a trailing CR is consumed at once), so the
-        # search resumes where the last one stopped: a long line costs O(1) per byte.
         while match := _LINE_END.search(self._buffer, max(pos, self._scanned)):
             if match.group() == b"\r" and match.end() == len(self._buffer):
                 self._after_cr = True
-            line = bytes(self._buffer[pos : match.start()])
+            event = self._line(bytes(self._buffer[pos : match.start()]))
             pos = match.end()
-            try:
-                record = self._line(line)
-            except ProtocolError as exc:
-                del self._buffer[:pos]
-                self._scanned = 0
-                return self._deliver(out, exc)
-            if record is not None:
-                out.append(record)
+            if event is not None:
+                out.append(event)
         del self._buffer[:pos]
         self._scanned = len(self._buffer)
         return out
 
-    def close(self) -> list[Record]:
-        """End of stream; raises `ProtocolError` if it ended inside an event."""
-        self._raise_pending()
-        if self._buffer or self._has_fields:
-            raise ProtocolError("stream ended mid-frame (an SSE event was not terminated)")
-        return []
+    def close(self) -> SSEEvent | None:
+        """End of stream: the unterminated last event (its last line included), if any."""
+        if self._buffer:  # a last line with no line end is still a line
+            self._line(bytes(self._buffer))
+            self._buffer.clear()
+        return self._dispatch()
 
-    def _line(self, line: bytes) -> Record | None:
+    def _line(self, line: bytes) -> SSEEvent | None:
         if not line:
             return self._dispatch()
         if line.startswith(b":"):
@@ -235,20 +247,58 @@ class SSEDecoder(_Decoder):
             self._id = value
         return None
 
-    def _dispatch(self) -> Record | None:
-        event, data, id = self._event or "message", self._data, self._id
+    def _dispatch(self) -> SSEEvent | None:
+        event = SSEEvent(self._event or "message", b"\n".join(self._data), self._id)
+        has_data = bool(self._data)
         self._event, self._data, self._id, self._has_fields = "", [], None, False
-        if not data:  # the spec drops events without data
-            return None
-        value = _parse_json(b"\n".join(data), f"SSE {event} data")
-        if event in ("patch", "message"):
+        return event if has_data else None
+
+
+class SSEDecoder(_Decoder):
+    """Bytes of an SSE patch stream -> records, framed by `SSEEvents`.
+
+    `patch` events (and untyped ones) carry an op, `done` a done body, `error` an
+    error record; other event types are ignored. An `id` on an op must be its
+    0-based sequence number: a gap means lost ops, which would corrupt the document,
+    so it is a `ProtocolError`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._events = SSEEvents()
+        self._ops = 0
+
+    def feed(self, chunk: bytes) -> list[Record]:
+        """Records completed by `chunk`."""
+        self._raise_pending()
+        out: list[Record] = []
+        for event in self._events.feed(chunk):
+            try:
+                record = self._record(event)
+            except ProtocolError as exc:
+                return self._deliver(out, exc)
+            if record is not None:
+                out.append(record)
+        return out
+
+    def close(self) -> list[Record]:
+        """End of stream; raises `ProtocolError` if it ended inside an event."""
+        self._raise_pending()
+        if self._events.pending:
+            raise ProtocolError("stream ended mid-frame (an SSE event was not terminated)")
+        return []
+
+    def _record(self, event: SSEEvent) -> Record | None:
+        kind = event.event
+        value = _parse_json(event.data, f"SSE {kind} data")
+        if kind in ("patch", "message"):
             record = _check_record(value, "SSE patch data")
-            self._check_id(id)
+            self._check_id(event.id)
             self._ops += 1
             return record
-        if event == "done":
+        if kind == "done":
             return {"done": _check_record(value, "SSE done data")}
-        if event == "error":
+        if kind == "error":
             record = _check_record(value, "SSE error data")
             return record if "error" in record else {"error": record}
         return None  # unknown event types are for someone else

@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 
+from .. import wire
 from ..exceptions import StreamTimeoutError, UpstreamError
 from .base import (
     Engine,
@@ -271,15 +272,14 @@ class OpenAIChunkParser:
     """Bytes of an OpenAI `chat.completion.chunk` SSE stream -> text deltas and a Finish.
 
     No I/O: `feed(chunk)` returns what the chunk completed, `close()` what the end
-    of the stream completes. Lines end at LF, CRLF or CR, found on bytes (never
-    `str.splitlines`, which also splits on U+2028 inside JSON strings). The stream
+    of the stream completes. Framing is `wire.SSEEvents` (lines end at LF, CRLF or
+    CR, found on bytes, never at U+2028 inside a JSON string). The stream
     ends at `data: [DONE]`; a `finish_reason` without `[DONE]` is accepted at EOF
     (some servers omit it), but an EOF with neither is an `UpstreamError`.
     """
 
     def __init__(self) -> None:
-        self._buffer = b""
-        self._data: list[bytes] = []
+        self._sse = wire.SSEEvents()
         self._reason: str | None = None
         self._usage = Usage()
         self._done = False
@@ -290,22 +290,10 @@ class OpenAIChunkParser:
         out: list[str | Finish] = []
         if self._done:
             return out
-        data = self._buffer + chunk
-        held = b""
-        if data.endswith(b"\r"):  # may pair with an LF at the start of the next chunk
-            data, held = data[:-1], b"\r"
-        *complete, rest = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-        self._buffer = rest + held
-        for line in complete:
-            if line:
-                if line.startswith(b"data:"):
-                    self._data.append(line[5:].removeprefix(b" "))
-                continue  # comments, event:, id:, retry:
-            if self._data:
-                payload, self._data = b"\n".join(self._data), []
-                out.extend(self._event(payload))
-                if self._done:
-                    break
+        for event in self._sse.feed(chunk):
+            out.extend(self._event(event.data))
+            if self._done:
+                break
         return out
 
     def close(self) -> list[str | Finish]:
@@ -313,18 +301,15 @@ class OpenAIChunkParser:
         out: list[str | Finish] = []
         if self._done:
             return out
-        tail = self._buffer.strip()
-        self._buffer = b""
-        if tail.startswith(b"data:"):
-            self._data.append(tail[5:].removeprefix(b" "))
+        tail = self._sse.partial_line.strip()
+        last = self._sse.close()  # some servers end without a final blank line
+        if last is not None:
+            out.extend(self._event(last.data))
         elif tail and not self._events:
             raise UpstreamError(
                 f"the upstream did not answer with an event stream: {_preview(tail)}",
                 code="upstream_bad_chunk",
             )
-        if self._data:
-            payload, self._data = b"\n".join(self._data), []
-            out.extend(self._event(payload))
         if not self._done:
             if self._reason is None:
                 raise UpstreamError(

@@ -3,24 +3,30 @@
 ```
 python -m benchmarks                 # everything, writes benchmarks/RESULTS.md and PNGs
 python -m benchmarks --smoke         # tiny inputs, writes to a temporary directory
-python -m benchmarks --only server   # a subset (see --help for the names)
+python -m benchmarks --only server   # refresh one section of RESULTS.md, keep the others
 ```
 
-Every benchmark runs in this one process and run, so the ratios compare figures
-taken on the same machine minutes apart. A benchmark that fails is reported in
-RESULTS.md with its error and the command exits 1; `--smoke` stops at the first failure.
+Every benchmark runs in this one process and run, so the ratios inside a section
+compare figures taken on the same machine minutes apart. `--only` re-measures the
+named sections and keeps the others as they were (each section says when and by
+which command it was measured), so one benchmark can be refreshed without the rest.
+A benchmark that fails is reported in RESULTS.md with its error and the command
+exits 1; `--smoke` stops at the first failure.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
+import re
 import sys
 import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import client_events, extraction, server
@@ -140,46 +146,89 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = machine_info()
     started = time.perf_counter()
-    sections: list[Section] = []
+    sections: list[_Measured] = []
     failed = False
     for name in names:
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
+        load = _load_average()
         try:
-            sections.append(BENCHMARKS[name](out_dir, smoke=args.smoke))
+            section = BENCHMARKS[name](out_dir, smoke=args.smoke)
         except Exception:
             if args.smoke:
                 raise
             failed = True
-            sections.append(Section(f"{name}: FAILED", "```\n" + traceback.format_exc() + "```"))
-        print(
-            f"[bench] {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True
-        )
+            section = Section(f"{name}: FAILED", "```\n" + traceback.format_exc() + "```")
+        took = time.perf_counter() - t0
+        sections.append(_Measured(name, section, _stamp(name if args.only else None, took, load)))
+        print(f"[bench] {name} done in {took:.0f} s", file=sys.stderr, flush=True)
     elapsed = time.perf_counter() - started
-    machine["load average at end (1, 5, 15 min)"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    machine["load average at end (1, 5, 15 min)"] = _load_average()
     path = out_dir / "RESULTS.md"
-    path.write_text(_render(sections, machine, elapsed, args), encoding="utf-8")
+    if args.only and path.exists():  # refresh the named sections, keep the rest
+        sections = _merge(_parse(path.read_text(encoding="utf-8")), sections)
+    path.write_text(_render(sections, machine, args), encoding="utf-8")
     print(f"[bench] wrote {path} ({elapsed:.0f} s)", file=sys.stderr)
     return 1 if failed else 0
 
 
-def _render(
-    sections: list[Section], machine: dict[str, str], elapsed: float, args: argparse.Namespace
-) -> str:
+@dataclass
+class _Measured:
+    """A rendered section of RESULTS.md, with which benchmark made it and when."""
+
+    name: str
+    section: Section
+    stamp: str
+
+
+def _load_average() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _stamp(only: str | None, took: float, load: str) -> str:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    command = (
-        "python -m benchmarks"
-        + (" --smoke" if args.smoke else "")
-        + (f" --only {args.only}" if args.only else "")
+    command = "python -m benchmarks" + (f" --only {only}" if only else "")
+    return (
+        f"_Measured {now} by `{command}` in {took / 60:.1f} min; load average at its start {load}._"
     )
-    goals = [row for section in sections for row in section.summary]
+
+
+_MARK = re.compile(r"^<!-- bench: (\S+) goals: (.*) -->$", re.M)
+
+
+def _parse(text: str) -> list[_Measured]:
+    """The sections of an existing RESULTS.md, as `_render` wrote them."""
+    marks = list(_MARK.finditer(text))
+    found = []
+    for mark, after in zip(marks, [*marks[1:], None], strict=True):
+        block = text[mark.end() : after.start() if after else len(text)].strip("\n")
+        title, _, rest = block.partition("\n")
+        stamp, _, body = rest.strip("\n").partition("\n")
+        goals = [(goal, figure, verdict) for goal, figure, verdict in json.loads(mark.group(2))]
+        section = Section(title.removeprefix("## "), body.strip("\n"), [], goals)
+        found.append(_Measured(mark.group(1), section, stamp))
+    return found
+
+
+def _merge(kept: list[_Measured], fresh: list[_Measured]) -> list[_Measured]:
+    """`kept` in suite order with the freshly measured ones in their place."""
+    by_name = {m.name: m for m in kept} | {m.name: m for m in fresh}
+    order = [name for name in BENCHMARKS if name in by_name]
+    return [by_name[name] for name in order + [n for n in by_name if n not in order]]
+
+
+def _render(measured: list[_Measured], machine: dict[str, str], args: argparse.Namespace) -> str:
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    command = "python -m benchmarks" + (" --smoke" if args.smoke else "")
+    goals = [row for m in measured for row in m.section.summary]
     parts = [
         "# openbrace benchmarks",
         "",
-        f"Written by `{command}` (`make bench`) on {now}; "
-        f"the whole run took {elapsed / 60:.1f} min. "
-        "Every figure below comes from this one run on this machine. Other processes were "
-        "running (see the load averages), so medians and spreads are reported, never best cases.",
+        f"Written by `{command}` (`make bench`); last written on {now}. Each section says "
+        "when it was measured: `python -m benchmarks --only NAME` refreshes one section and "
+        "keeps the others. Every figure in a section comes from one run on this machine. "
+        "Other processes were running (see the load averages), so medians and spreads are "
+        "reported, never best cases.",
         "",
         "## Machine",
         "",
@@ -193,8 +242,10 @@ def _render(
         "",
         md_table(["goal", "measured", "verdict"], goals) if goals else "(no goal was measured)",
     ]
-    for section in sections:
-        parts += ["", f"## {section.title}", "", section.body]
+    for m in measured:
+        section = m.section
+        parts += ["", f"<!-- bench: {m.name} goals: {json.dumps(section.summary)} -->"]
+        parts += [f"## {section.title}", "", m.stamp, "", section.body]
         parts += [f"\n![{name}]({name})" for name in section.plots]
     return "\n".join(parts) + "\n"
 

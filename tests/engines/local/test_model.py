@@ -29,7 +29,6 @@ from .data import TICKET, TICKET_PROMPT
 pytestmark = pytest.mark.anyio
 
 BENCH = Path("/work/shared/data/jsonschemabench")
-Text = dict[str, Any]
 
 
 def short(schema: dict[str, Any], n: int = 40) -> dict[str, Any]:

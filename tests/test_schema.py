@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, TypeAdapter
 from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
+from openbrace import schema as schema_module
 from openbrace.exceptions import InvalidSchemaError
 from openbrace.schema import check, first_violation, from_response_format, normalize, to_json_schema
 
@@ -338,6 +339,97 @@ def test_alternatives_are_closed_one_by_one():
     assert first_violation({"pet": {"meow": 1}}, out) is None
     assert first_violation({"pet": {"bark": 1, "meow": 1}}, schema) is None
     assert first_violation({"pet": {"bark": 1, "meow": 1}}, out) is not None
+
+
+# --- the subschema walker ---------------------------------------------------------------
+
+_SELF = ({"$ref": "#"}, {"$recursiveRef": "#"}, {"$dynamicRef": "#meta"})
+
+
+def _holds(meta: dict[str, Any], value: Any) -> set[str]:
+    """What a meta-schema says a keyword's value is: a schema, a list or a map of them."""
+    if not isinstance(value, dict):
+        return set()
+    if {k: v for k, v in value.items() if k.startswith("$") and k != "$comment"} in _SELF:
+        return {"schema"}
+    kinds: set[str] = set()
+    ref = value.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target = meta
+        for token in ref[2:].split("/"):
+            target = target[token]
+        kinds |= _holds(meta, target)
+    for member in value.get("anyOf", []):
+        kinds |= _holds(meta, member)
+    if value.get("type") == "array" and "schema" in _holds(meta, value.get("items")):
+        kinds.add("list")
+    if value.get("type") == "object" and "schema" in _holds(
+        meta, value.get("additionalProperties")
+    ):
+        kinds.add("map")
+    return kinds
+
+
+def test_the_walker_knows_every_subschema_keyword_of_drafts_4_to_2020_12():
+    """The keyword tables are what the meta-schemas themselves say holds subschemas."""
+    from jsonschema_specifications import REGISTRY
+
+    found: dict[str, set[str]] = {"schema": set(), "list": set(), "map": set()}
+    drafts = [uri for uri in REGISTRY if "draft-03" not in uri]
+    assert len(drafts) >= 15  # 4, 6, 7, and 2019-09 and 2020-12 with their vocabularies
+    for uri in drafts:
+        meta = REGISTRY.contents(uri)
+        for keyword, value in meta.get("properties", {}).items():
+            for kind in _holds(meta, value):
+                found[kind].add(keyword)
+    assert found["schema"] == schema_module.ONE_SCHEMA
+    assert found["list"] == schema_module.SCHEMA_LIST
+    assert found["map"] == schema_module.SCHEMA_MAP
+
+
+def test_the_walker_visits_subschemas_in_document_order_and_skips_instances():
+    schema = {
+        "properties": {"a/b": {"items": [{"type": "integer"}, True]}, "enum": {}},
+        "const": {"properties": {"x": {}}},
+        "dependencies": {"c": ["a/b"], "d": {"contentSchema": {"not": {}}}},
+        "$defs": {"e": {"anyOf": [{"$ref": "#"}]}},
+    }
+    assert [pointer for pointer, _ in schema_module.subschemas(schema)] == [
+        "",
+        "/properties/a~1b",
+        "/properties/a~1b/items/0",
+        "/properties/enum",
+        "/dependencies/d",
+        "/dependencies/d/contentSchema",
+        "/dependencies/d/contentSchema/not",
+        "/$defs/e",
+        "/$defs/e/anyOf/0",
+    ]
+    assert [keyword for keyword, _, _ in schema_module.children(schema)] == [
+        "properties",
+        "properties",
+        "dependencies",
+        "$defs",
+    ]
+    deep: dict[str, Any] = {}
+    for _ in range(5000):  # deeper than Python's recursion limit
+        deep = {"not": deep}
+    assert len(list(schema_module.subschemas(deep))) == 5001
+
+
+def test_normalize_closes_objects_in_every_subschema_the_walker_sees():
+    closable = {"properties": {"x": {}}}
+    schema = {
+        "type": "object",
+        "properties": {
+            "text": {"type": "string", "contentSchema": closable},
+            "old": {"type": "object", "items": [closable], "additionalItems": closable},
+        },
+    }
+    out = normalize(schema)
+    assert out["properties"]["text"]["contentSchema"]["additionalProperties"] is False
+    assert out["properties"]["old"]["items"][0]["additionalProperties"] is False
+    assert out["properties"]["old"]["additionalItems"]["additionalProperties"] is False
 
 
 # --- every real-world schema of jsonschemabench ----------------------------------------

@@ -133,7 +133,7 @@ def _check_enforceable(schema: Any) -> None:
     try:
         import llguidance
 
-        from .engines.grammar import SchemaCompiler
+        from .engines.local.grammar import SchemaCompiler
     except ImportError:
         return  # without the local extra, only the meta-schema check applies
     SchemaCompiler(llguidance.LLTokenizer("byte")).matcher(schema)

@@ -5,6 +5,8 @@
   `tuple[...]`) through pydantic's `TypeAdapter`; a JSON Schema as a dict or a JSON
   string; any object with `to_json() -> str` (a genson `SchemaBuilder`, ...).
 - `from_response_format(body_rf)`: the `response_format` of an OpenAI request body.
+- `subschemas(schema)`, `children(node)`: the one walker over subschemas, used by
+  everything that visits them.
 - `check(schema)`: the schema itself is valid under the draft its `$schema` names
   (Draft 2020-12 when absent) and its local `$ref`s resolve; otherwise
   `InvalidSchemaError` naming the keyword and the JSON Pointer of the place.
@@ -21,7 +23,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any, NoReturn
 from urllib.parse import unquote
 
@@ -35,20 +37,74 @@ from jsonschema.protocols import Validator
 from . import pointer as jsonpointer
 from .exceptions import InvalidSchemaError, PointerError
 
-__all__ = ["check", "first_violation", "from_response_format", "normalize", "to_json_schema"]
+__all__ = [
+    "check",
+    "children",
+    "first_violation",
+    "from_response_format",
+    "normalize",
+    "subschemas",
+    "to_json_schema",
+]
 
 Schema = dict[str, Any]
 
-# Keywords whose value is one subschema, a list of them, or a map of name -> subschema
-# (every draft from 4 to 2020-12). Everything else (`enum`, `const`, `default`,
-# `examples`, ...) holds instances, which are never walked as schemas.
-_ONE = (
+# The subschema walker: every module that visits subschemas (normalisation, the $ref
+# checks, the embedded engine's grammar errors) goes through `children`/`subschemas`,
+# so they all see the same keywords. Keywords whose value is one subschema, a list of
+# them, or a map of name -> subschema (every draft from 4 to 2020-12; `items` is a
+# list in drafts 4-2019-09, `dependencies` maps a name to a subschema or to a list of
+# names). Everything else (`enum`, `const`, `default`, `examples`, ...) holds
+# instances, which are never walked as schemas.
+ONE_SCHEMA = frozenset((
     "additionalProperties", "unevaluatedProperties", "additionalItems", "unevaluatedItems",
     "items", "contains", "propertyNames", "not", "if", "then", "else", "contentSchema",
-)  # fmt: skip
-_MANY = ("allOf", "anyOf", "oneOf", "prefixItems", "items")
-_MAP = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas",
-        "dependencies")  # fmt: skip
+))  # fmt: skip
+SCHEMA_LIST = frozenset(("allOf", "anyOf", "oneOf", "prefixItems", "items"))
+SCHEMA_MAP = frozenset(("properties", "patternProperties", "$defs", "definitions",
+                        "dependentSchemas", "dependencies"))  # fmt: skip
+
+
+def children(node: Any, where: str = "") -> Iterator[tuple[str, Schema, str]]:
+    """The subschema objects directly inside `node`, in document order.
+
+    Yields `(keyword, subschema, pointer)`: the keyword that holds it and its JSON
+    Pointer (`where` is the pointer of `node`). Boolean subschemas and instances
+    (the values of `enum`, `const`, `default`, ...) are not yielded.
+    """
+    if not isinstance(node, dict):
+        return
+    for keyword, value in node.items():
+        at = f"{where}/{jsonpointer.escape(keyword)}"
+        if isinstance(value, dict) and keyword in ONE_SCHEMA:
+            yield keyword, value, at
+        elif isinstance(value, list) and keyword in SCHEMA_LIST:
+            for i, child in enumerate(value):
+                if isinstance(child, dict):
+                    yield keyword, child, f"{at}/{i}"
+        elif isinstance(value, dict) and keyword in SCHEMA_MAP:
+            for name, child in value.items():
+                if isinstance(child, dict):
+                    yield keyword, child, f"{at}/{jsonpointer.escape(name)}"
+
+
+def subschemas(
+    schema: Any, where: str = "", *, skip: Collection[str] = ()
+) -> Iterator[tuple[str, Schema]]:
+    """`schema` and every subschema object inside it, with its JSON Pointer.
+
+    Document order, parents before children (the order a reader meets them). Walks
+    without recursion, so a deeply nested schema cannot exhaust the stack. The
+    subschemas under the keywords in `skip` are left out.
+    """
+    if not isinstance(schema, dict):
+        return
+    stack: list[tuple[str, Schema]] = [(where, schema)]
+    while stack:
+        at, node = stack.pop()
+        yield at, node
+        inside = [(pointer, child) for key, child, pointer in children(node, at) if key not in skip]
+        stack.extend(reversed(inside))
 
 
 def to_json_schema(response_format: Any) -> Schema:
@@ -297,7 +353,7 @@ def _modes(root: Schema, marks: dict[str, int]) -> Iterator[tuple[Schema, int]]:
                 target = _local_target(ref)
                 key = _ALL_DEFS if target is None else target  # unknown target: all $defs
                 marks[key] = max(marks.get(key, _FREE), target_mode)
-        for keyword, child, child_where in _children(node, where):
+        for keyword, child, child_where in children(node, where):
             stack.append((child, child_where, _child_mode(node, keyword, mode)))
 
 
@@ -312,27 +368,6 @@ def _child_mode(node: Schema, keyword: str, mode: int) -> int:
     if keyword in ("anyOf", "oneOf"):
         return _SHARED if mode == _SHARED or _composed(node, keyword) else _FREE
     return _FREE  # a different instance: a property value, an item, a $def
-
-
-def _children(node: Schema, where: str) -> Iterator[tuple[str, Any, str]]:
-    for keyword in _ONE:
-        child = node.get(keyword)
-        if isinstance(child, dict):
-            yield keyword, child, f"{where}/{jsonpointer.escape(keyword)}"
-    for keyword in _MANY:
-        children = node.get(keyword)
-        if isinstance(children, list):
-            for i, child in enumerate(children):
-                yield keyword, child, f"{where}/{keyword}/{i}"
-    for keyword in _MAP:
-        children = node.get(keyword)
-        if isinstance(children, dict):
-            for name, child in children.items():
-                yield (
-                    keyword,
-                    child,
-                    f"{where}/{jsonpointer.escape(keyword)}/{jsonpointer.escape(name)}",
-                )
 
 
 def _local_target(ref: str) -> str | None:
@@ -480,7 +515,9 @@ def _check_refs(schema: Any) -> None:
                 _ref_error(where, f"{ref!r} does not resolve inside the schema")
         if not nested_id:
             local.append(where)
-        for _, child, child_where in _children(node, where):
+        # Reversed onto the stack: popped in document order, so the first bad $ref
+        # a reader meets is the one reported.
+        for _, child, child_where in reversed(list(children(node, where))):
             stack.append((child, child_where, nested_id))
     _check_ref_loops(schema, local)
 
@@ -539,7 +576,7 @@ def _in_place(schema: Schema, where: str) -> Iterator[str]:
     target = _local_target(ref) if isinstance(ref, str) else None
     if target is not None:
         yield target
-    for keyword, _, child_where in _children(node, where):
+    for keyword, _, child_where in children(node, where):
         if keyword in _IN_PLACE:
             yield child_where
 

@@ -8,7 +8,8 @@ indentation, and properties come out in the schema's order.
 A schema llguidance cannot enforce is refused with `InvalidSchemaError` naming the
 keyword and its JSON Pointer. llguidance's messages name the keyword (`Unimplemented
 keys: ["not"]`, `Unknown format: cidr`) but not where it is, so `locate` walks the
-schema, in document order, for the first subschema that uses it.
+schema (with `openbrace.schema.subschemas`, the walker normalisation uses too), in
+document order, for the first subschema that uses it.
 """
 
 from __future__ import annotations
@@ -17,18 +18,19 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import llguidance
 
-from ..exceptions import InvalidSchemaError
-from ..pointer import escape
+from ...exceptions import InvalidSchemaError
+from ...pointer import escape
+from ...schema import subschemas
 
 if TYPE_CHECKING:
     from llguidance._lib import JsonCompileOptions  # a TypedDict of the type stub only
 
-__all__ = ["COMPILE_OPTIONS", "SchemaCompiler", "locate", "schema_key", "subschemas"]
+__all__ = ["COMPILE_OPTIONS", "SchemaCompiler", "locate", "schema_key"]
 
 # Applied as llguidance "overrides", so a schema's own "x-guidance" cannot loosen them.
 COMPILE_OPTIONS: JsonCompileOptions = {
@@ -38,22 +40,9 @@ COMPILE_OPTIONS: JsonCompileOptions = {
     "lenient": False,  # an unsupported keyword is an error, never silently ignored
 }
 
-# Keywords whose value is one subschema, a list of them, or a name -> subschema map.
-_ONE = (
-    "additionalProperties",
-    "items",
-    "additionalItems",
-    "contains",
-    "propertyNames",
-    "not",
-    "if",
-    "then",
-    "else",
-    "unevaluatedProperties",
-    "unevaluatedItems",
-)
-_LIST = ("allOf", "anyOf", "oneOf", "prefixItems")
-_MAP = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+# llguidance takes `contentSchema` as an annotation (it never constrains the string),
+# so nothing inside it can be what llguidance refuses: `locate` does not look there.
+_IGNORED_BY_LLGUIDANCE = ("contentSchema",)
 
 Predicate = Callable[[Any], bool]
 
@@ -115,31 +104,6 @@ class SchemaCompiler:
         if matcher.is_error():
             raise locate(schema, matcher.get_error())
         return matcher
-
-
-def subschemas(schema: Any, pointer: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every subschema object in `schema` with its JSON Pointer, in document order.
-
-    Only schema positions are visited: the names under `properties` and the values
-    of `enum`, `const`, `default` or `examples` are data, not keywords.
-    """
-    if not isinstance(schema, dict):
-        return
-    yield pointer, schema
-    for keyword, value in schema.items():
-        at = f"{pointer}/{escape(keyword)}"
-        if keyword in _ONE:
-            if isinstance(value, list):  # draft-4 tuple "items"
-                for i, item in enumerate(value):
-                    yield from subschemas(item, f"{at}/{i}")
-            else:
-                yield from subschemas(value, at)
-        elif keyword in _LIST and isinstance(value, list):
-            for i, item in enumerate(value):
-                yield from subschemas(item, f"{at}/{i}")
-        elif keyword in _MAP and isinstance(value, dict):
-            for name, item in value.items():
-                yield from subschemas(item, f"{at}/{escape(name)}")
 
 
 def _is(expected: str) -> Predicate:
@@ -209,7 +173,7 @@ def locate(schema: Any, message: str) -> InvalidSchemaError:
 
 def _find(schema: Any, candidates: list[tuple[str, Predicate | None]]) -> tuple[str, str] | None:
     for keyword, test in candidates:
-        for pointer, sub in subschemas(schema):
+        for pointer, sub in subschemas(schema, skip=_IGNORED_BY_LLGUIDANCE):
             if keyword in sub and (test is None or test(sub[keyword])):
                 return keyword, f"{pointer}/{escape(keyword)}"
     return None

@@ -1,0 +1,1 @@
+"""Tests of `openbrace.engines`: one module (or package) each."""

@@ -1,0 +1,43 @@
+"""What the chat template is given: roles, message text, the `instruct` instruction."""
+
+from __future__ import annotations
+
+from openbrace.engines.local.prompt import chat, instruction
+
+from .data import TICKET
+
+
+def test_instruction_names_fields_in_order() -> None:
+    text = instruction(TICKET)
+    assert text is not None
+    assert text.index("intent") < text.index("urgency") < text.index("reply")
+    assert "billing" in text
+    assert instruction(None) is None
+
+
+def test_chat_gives_the_template_roles_and_plain_text() -> None:
+    messages = [
+        {"role": "developer", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "Hi "}, {"text": "there"}, "x"]},
+        {"role": "assistant", "content": None},
+        {"content": 42},
+    ]
+    assert chat(messages) == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi there"},
+        {"role": "assistant", "content": ""},
+        {"role": "user", "content": "42"},
+    ]
+
+
+def test_the_instruction_joins_the_system_message_or_opens_the_chat() -> None:
+    user = {"role": "user", "content": "Hi"}
+    assert chat([{"role": "system", "content": "Be brief."}, user], "Answer in JSON.") == [
+        {"role": "system", "content": "Be brief.\n\nAnswer in JSON."},
+        user,
+    ]
+    assert chat([user], "Answer in JSON.") == [
+        {"role": "system", "content": "Answer in JSON."},
+        user,
+    ]
+    assert chat([user], None) == [user]

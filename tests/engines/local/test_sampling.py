@@ -1,0 +1,40 @@
+"""Sampling in numpy: the grammar's token mask, temperature, top_p and seed."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from openbrace.engines.local.sampling import Sampler, allowed_tokens
+
+logit_arrays = st.integers(2, 300).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.floats(-30, 30, allow_nan=False), min_size=n, max_size=n),
+        st.lists(st.booleans(), min_size=n, max_size=n).filter(any),
+    )
+)
+
+
+@given(logit_arrays, st.floats(0, 2), st.floats(0.01, 1), st.integers(0, 2**32))
+@settings(max_examples=200, deadline=None)
+def test_sampler_picks_only_allowed_tokens_and_repeats_with_seed(
+    data: tuple[list[float], list[bool]], temperature: float, top_p: float, seed: int
+) -> None:
+    logits = np.array(data[0], dtype=np.float32)
+    allowed = np.array(data[1])
+    picks = [Sampler(temperature, top_p, seed).sample(logits, allowed) for _ in range(2)]
+    assert allowed[picks[0]]
+    assert picks[0] == picks[1]
+    if temperature == 0:
+        assert logits[picks[0]] == logits[allowed].max()
+
+
+@given(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=40), st.integers(1, 1300))
+def test_bitmask_unpacks_bit_i_of_word_i_div_32(words: list[int], n_vocab: int) -> None:
+    mask = np.array(words, dtype=np.uint32).view(np.int32)
+    allowed = allowed_tokens(mask, n_vocab)
+    expected = [
+        i < 32 * len(words) and bool(words[i // 32] >> (i % 32) & 1) for i in range(n_vocab)
+    ]
+    assert allowed.tolist() == expected

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -158,6 +159,19 @@ def test_an_unreachable_server_is_one_line(ticket_file: Path, capsys: CapSys) ->
     assert error["type"] == "connection" and "127.0.0.1:1" in error["message"]
 
 
+def test_a_refused_stream_is_one_line_naming_the_url(ticket_file: Path, capsys: CapSys) -> None:
+    """With `-m`, no model list is fetched: the stream itself meets the refused connection."""
+    with socket.socket() as sock:  # bound, not listening: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        argv = ["--json", "stream", "-m", "any", "-s", str(ticket_file), PROMPT, "--base-url", url]
+        assert main(argv) == 1
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert error["type"] == "connection"
+    assert error["message"].startswith(f"cannot reach {url}: ")
+    assert f"is `openbrace serve` running at {url}?" in error["message"]
+
+
 def test_a_missing_schema_file_is_one_line(tmp_path: Path) -> None:
     result = cli("stream", "-s", str(tmp_path / "nope.json"), "hello")  # a real process
     assert one_line_error(result) == (
@@ -248,3 +262,12 @@ def test_live_rows_follow_generation_order_with_array_items_in_place() -> None:
     assert [path for path, _, _ in rows] == [path for path, _ in ops[1:]]
     assert all(landed is not None for _, _, landed in rows)
     assert view.ops == len(ops)
+
+
+def test_live_skeleton_follows_refs_through_escaped_keys() -> None:
+    schema = {
+        "properties": {"a": {"$ref": "#/$defs/x~1y~0z"}, "b": {"$ref": "#anchor"}},
+        "$defs": {"x/y~z": {"properties": {"c": {}}}, "anchor": {"properties": {"d": {}}}},
+    }
+    # `~1` is `/` and `~0` is `~` (RFC 6901); `#anchor` is a name, not a pointer.
+    assert skeleton(schema) == ["/a", "/a/c", "/b"]

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from openbrace import PointerError
-from openbrace.pointer import escape, join, split, unescape
+from openbrace.pointer import escape, from_path, join, split, unescape
 
 keys = st.text() | st.sampled_from(["", "~", "/", "~0", "~1", "~01", "/~", "a/b~c", "0", "-"])
 
@@ -64,3 +64,13 @@ def test_join_with_indices() -> None:
 def test_malformed_pointers(pointer: str) -> None:
     with pytest.raises(PointerError):
         split(pointer)
+
+
+@given(st.lists(keys | st.integers(min_value=0, max_value=10**6), max_size=6))
+def test_from_path_is_joined_keys_and_split_undoes_it(path):
+    pointer = from_path(path)
+    expected = ""
+    for key in path:
+        expected = join(expected, key)
+    assert pointer == expected
+    assert split(pointer) == tuple(str(key) for key in path)

@@ -8,6 +8,7 @@ from .client import AsyncClient, AsyncDotTxt, Client, DotTxt
 from .emitter import PatchEmitter
 from .events import PatchEvent, apply_add
 from .exceptions import (
+    ConnectError,
     InvalidOutputError,
     InvalidRequestError,
     InvalidSchemaError,
@@ -16,9 +17,11 @@ from .exceptions import (
     PatchStreamError,
     PointerError,
     ProtocolError,
+    ReadTimeoutError,
     ServerError,
     StreamError,
     StreamTimeoutError,
+    TransportError,
     UpstreamError,
 )
 
@@ -28,6 +31,7 @@ __all__ = [
     "AsyncClient",
     "AsyncDotTxt",
     "Client",
+    "ConnectError",
     "DotTxt",
     "InvalidOutputError",
     "InvalidRequestError",
@@ -39,9 +43,11 @@ __all__ = [
     "PatchStreamError",
     "PointerError",
     "ProtocolError",
+    "ReadTimeoutError",
     "ServerError",
     "StreamError",
     "StreamTimeoutError",
+    "TransportError",
     "UpstreamError",
     "apply_add",
 ]

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from .exceptions import InvalidRequestError, InvalidSchemaError, OpenBraceError
+from .exceptions import InvalidRequestError, InvalidSchemaError, OpenBraceError, TransportError
 
 __all__ = ["main"]
 
@@ -234,15 +234,17 @@ async def _models(args: argparse.Namespace) -> int:
 
 def _run_client(args: argparse.Namespace, work: Coroutine[Any, Any, int]) -> int:
     """Run one SDK coroutine; transport failures become one clear line."""
-    import httpx
     import openai
 
     where = args.base_url or os.environ.get("OPENBRACE_BASE_URL") or "the server"
     try:
         return asyncio.run(work)
-    except (httpx.TransportError, openai.APIConnectionError) as exc:
+    except TransportError as exc:  # its message names the URL and what to check
+        return _fail(args, str(exc), "connection")
+    # `models` goes through the OpenAI SDK, whose errors are its own.
+    except openai.APIConnectionError as exc:
         return _fail(args, f"cannot reach {where}: {exc or type(exc).__name__}", "connection")
-    except openai.APIStatusError as exc:  # `models` goes through the OpenAI SDK
+    except openai.APIStatusError as exc:
         return _fail(args, f"{where} answered HTTP {exc.status_code}: {exc.message}", "http")
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, as Unix tools do.

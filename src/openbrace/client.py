@@ -11,36 +11,39 @@ Where the patches come from depends on the configuration:
 - `base_url` and `patch="client"`: HTTP to any OpenAI-compatible server with
   `stream: true`; the PatchEmitter runs here, in the client.
 - no base URL at all, or `engine=`: in-process, an `Engine` in this process (default:
-  the embedded local model).
+  the embedded local model), through `openbrace._inprocess`.
 
 All three turn records into `PatchEvent`s with the same code (`_RecordReader`), so
 events, errors and snapshots are identical whichever way they travelled.
 
 The pure parts (configuration, payloads, requests, OpenAI SDK options, status ->
-exception, bytes -> events) live in `_BaseClient` and `_PatchDecoder`; `Client` and
-`AsyncClient` only drive them, each with its own flavour of I/O.
+exception, bytes -> events, httpx failure -> exception) live in `_BaseClient`,
+`_PatchDecoder` and `_transport_errors`; `Client` and `AsyncClient` only drive
+them, each with its own flavour of I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import json
 import os
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 
-from . import wire
+from . import _inprocess, wire
 from .events import Document, PatchEvent, copy_json
 from .exceptions import (
+    ConnectError,
     InvalidOutputError,
+    OpenBraceError,
     PatchStreamError,
     PointerError,
     ProtocolError,
+    ReadTimeoutError,
+    TransportError,
     error_class,
 )
 from .schema import normalize, to_json_schema
@@ -69,8 +72,6 @@ here in the client from a plain OpenAI-compatible server's `stream: true` text."
 
 Messages = list[dict[str, Any]]
 T = TypeVar("T")
-
-_IN_PROCESS_URL = "http://in-process.invalid/v1"  # never resolved: an ASGI transport serves it
 
 
 # --- the pure parts ---------------------------------------------------------------------
@@ -162,25 +163,39 @@ def _status_error(status: int, body: bytes) -> PatchStreamError:
 
 
 @contextlib.contextmanager
-def _cut_connection() -> Iterator[None]:
-    """Around reading a response body, sync or async: a dropped connection is a cut stream."""
+def _transport_errors(url: str, timeout: float, *, answered: bool = False) -> Iterator[None]:
+    """Around sending a request or reading its answer, sync or async: httpx's transport
+    failures become openbrace errors (the pattern of httpx's own exception mapping).
+
+    Args:
+        url: the base URL, named in the messages.
+        timeout: the request's timeout, for the timeout message.
+        answered: the status line came; a dropped connection now cuts the stream.
+    """
     try:
         yield
-    except httpx.RemoteProtocolError as exc:
-        raise ProtocolError(f"the connection closed mid-stream: {exc}") from exc
+    except httpx.TransportError as exc:
+        raise _transport_error(exc, url, timeout, answered=answered) from exc
 
 
-def _engine_error(exc: Exception) -> PatchStreamError:
-    """What the server would have answered for an engine's pre-stream refusal."""
-    status = int(getattr(exc, "status", 400))
-    kind = "invalid_request_error" if status < 500 else "server_error"
-    error = {
-        "message": getattr(exc, "message", str(exc)),
-        "type": kind,
-        "param": getattr(exc, "param", None),
-        "code": getattr(exc, "code", None),
-    }
-    return PatchStreamError(status, json.dumps({"error": error}, ensure_ascii=False))
+def _transport_error(
+    exc: httpx.TransportError, url: str, timeout: float, *, answered: bool
+) -> OpenBraceError:
+    reason = str(exc) or type(exc).__name__
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+        return ConnectError(
+            f"cannot reach {url}: {reason} (is `openbrace serve` running at {url}?)", url=url
+        )
+    if isinstance(exc, httpx.ReadTimeout):
+        when = "mid-stream" if answered else "before answering"
+        return ReadTimeoutError(
+            f"{url} sent nothing for {timeout:g} s {when} (pass a larger timeout= to wait longer)",
+            url=url,
+            timeout=timeout,
+        )
+    if answered and isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        return ProtocolError(f"the connection closed mid-stream: {reason}")
+    return TransportError(f"the request to {url} failed: {reason}", url=url)
 
 
 def _messages(input: str | Messages) -> Messages:
@@ -350,6 +365,12 @@ class _BaseClient:
             timeout=httpx.Timeout(timeout),
         )
 
+    def _transport_errors(
+        self, timeout: float, *, answered: bool = False
+    ) -> contextlib.AbstractContextManager[None]:
+        """`_transport_errors` for this client's base URL."""
+        return _transport_errors(str(self.base_url), timeout, answered=answered)
+
     def _transport_as(self, kind: type[T]) -> T | None:
         """The `transport=` argument if it suits this client's flavour (sync or async)."""
         return self._transport if isinstance(self._transport, kind) else None
@@ -371,7 +392,7 @@ class _BaseClient:
             options = {
                 # The SDK insists on a key; ours may be open.
                 "api_key": self.api_key or "openbrace",
-                "base_url": self.base_url or _IN_PROCESS_URL,
+                "base_url": self.base_url or _inprocess.IN_PROCESS_URL,
                 **self._openai_kwargs,
             }
             if self.base_url is None:  # no server to talk to: serve its app in this process
@@ -421,12 +442,9 @@ def _env(*names: str) -> str | None:
 
 
 async def _local_events(engine: Engine, request: GenerationRequest) -> AsyncIterator[PatchEvent]:
-    """In-process: the server's own pipeline, read by the same `_RecordReader`."""
-    from .engines.base import EngineRequestError, EngineUnavailableError
-    from .streaming import patch_records
-
+    """In-process: the server's own records, read by the same `_RecordReader`."""
     reader = _RecordReader()
-    records = patch_records(engine, request)
+    records = _inprocess.engine_records(engine, request)
     try:
         async for record in records:
             event = reader.read(record)
@@ -434,8 +452,6 @@ async def _local_events(engine: Engine, request: GenerationRequest) -> AsyncIter
                 yield event
             if reader.finished:
                 return
-    except (EngineRequestError, EngineUnavailableError) as exc:
-        raise _engine_error(exc) from exc
     finally:
         await records.aclose()  # type: ignore[attr-defined]
 
@@ -582,12 +598,14 @@ class AsyncClient(_BaseClient):
         self, body: dict[str, Any], headers: dict[str, str], timeout: float
     ) -> AsyncIterator[PatchEvent]:
         http = self._http_client()
-        response = await http.send(self._build_request(http, body, headers, timeout), stream=True)
+        request = self._build_request(http, body, headers, timeout)
+        with self._transport_errors(timeout):
+            response = await http.send(request, stream=True)
         try:
-            if response.status_code != 200:
-                raise _status_error(response.status_code, await response.aread())
-            decoder = _PatchDecoder(self.framing)
-            with _cut_connection():
+            with self._transport_errors(timeout, answered=True):
+                if response.status_code != 200:
+                    raise _status_error(response.status_code, await response.aread())
+                decoder = _PatchDecoder(self.framing)
                 async for chunk in response.aiter_bytes():
                     for event in decoder.feed(chunk):
                         yield event
@@ -615,7 +633,8 @@ class AsyncClient(_BaseClient):
         return openai.AsyncOpenAI
 
     def _asgi_client(self, app: Any) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=_IN_PROCESS_URL)
+        transport = httpx.ASGITransport(app=app)
+        return httpx.AsyncClient(transport=transport, base_url=_inprocess.IN_PROCESS_URL)
 
     async def close(self) -> None:
         """Close connection pools (the dottxt SDK's name for it)."""
@@ -642,87 +661,6 @@ class AsyncClient(_BaseClient):
 # --- sync -----------------------------------------------------------------------------------
 
 
-class _LoopThread:
-    """A private event loop in a daemon thread, for driving async engines from sync code."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self.loop.run_forever, name="openbrace-client-loop", daemon=True
-        )
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        try:
-            return future.result()
-        except BaseException:
-            # Interrupted (KeyboardInterrupt...): stop the coroutine before going on.
-            future.cancel()
-            concurrent.futures.wait([future])
-            raise
-
-    def iterate(self, events: AsyncIterator[T]) -> Iterator[T]:
-        """Drive an async iterator from sync code; closing this generator closes it."""
-
-        async def step() -> tuple[bool, Any]:
-            try:
-                return True, await events.__anext__()
-            except StopAsyncIteration:
-                return False, None
-
-        interrupted = False
-        try:
-            while True:
-                try:
-                    more, item = self.run(step())
-                except (KeyboardInterrupt, SystemExit):
-                    interrupted = True  # `run` cancelled the step, which closed `events`
-                    raise
-                if not more:
-                    return
-                yield item
-        finally:
-            if not interrupted:
-                self._aclose(events)
-
-    def _aclose(self, events: AsyncIterator[Any]) -> None:
-        aclose = events.aclose()  # type: ignore[attr-defined]
-        if self.loop.is_closed():  # after Client.close() there is nothing left to stop
-            aclose.close()
-        elif threading.current_thread() is self._thread:  # collected on our own loop
-            self.loop.create_task(aclose)
-        else:
-            self.run(aclose)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join()
-        self.loop.close()
-
-
-class _SyncASGITransport(httpx.BaseTransport):
-    """A sync httpx transport onto an ASGI app, run on a `_LoopThread` (buffered)."""
-
-    def __init__(self, app: Any, loop: _LoopThread) -> None:
-        self._asgi = httpx.ASGITransport(app=app)
-        self._loop = loop
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        content = request.read()
-
-        async def send() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-            copy = httpx.Request(
-                request.method, request.url, headers=request.headers, content=content
-            )
-            response = await self._asgi.handle_async_request(copy)
-            body = b"".join([part async for part in response.stream])  # type: ignore[union-attr]
-            return response.status_code, response.headers.raw, body
-
-        status, headers, body = self._loop.run(send())
-        return httpx.Response(status, headers=headers, content=body, request=request)
-
-
 class Client(_BaseClient):
     """Sync client (`DotTxt` is the same class); see `AsyncClient` for the arguments.
 
@@ -731,7 +669,7 @@ class Client(_BaseClient):
     """
 
     _http: httpx.Client | None = None
-    _loop: _LoopThread | None = None
+    _loop: _inprocess.LoopThread | None = None
 
     def stream(
         self,
@@ -793,12 +731,14 @@ class Client(_BaseClient):
         self, body: dict[str, Any], headers: dict[str, str], timeout: float
     ) -> Iterator[PatchEvent]:
         http = self._http_client()
-        response = http.send(self._build_request(http, body, headers, timeout), stream=True)
+        request = self._build_request(http, body, headers, timeout)
+        with self._transport_errors(timeout):
+            response = http.send(request, stream=True)
         try:
-            if response.status_code != 200:
-                raise _status_error(response.status_code, response.read())
-            decoder = _PatchDecoder(self.framing)
-            with _cut_connection():
+            with self._transport_errors(timeout, answered=True):
+                if response.status_code != 200:
+                    raise _status_error(response.status_code, response.read())
+                decoder = _PatchDecoder(self.framing)
                 for chunk in response.iter_bytes():
                     yield from decoder.feed(chunk)
                     if decoder.finished:
@@ -814,10 +754,10 @@ class Client(_BaseClient):
                 self._http = httpx.Client(transport=transport, timeout=60.0)
             return self._http
 
-    def _loop_thread(self) -> _LoopThread:
+    def _loop_thread(self) -> _inprocess.LoopThread:
         with self._lock:
             if self._loop is None:
-                self._loop = _LoopThread()
+                self._loop = _inprocess.LoopThread()
             return self._loop
 
     def _openai_class(self) -> type[openai.OpenAI]:
@@ -826,8 +766,8 @@ class Client(_BaseClient):
         return openai.OpenAI
 
     def _asgi_client(self, app: Any) -> httpx.Client:
-        transport = _SyncASGITransport(app, self._loop_thread())
-        return httpx.Client(transport=transport, base_url=_IN_PROCESS_URL)
+        transport = _inprocess.SyncASGITransport(app, self._loop_thread())
+        return httpx.Client(transport=transport, base_url=_inprocess.IN_PROCESS_URL)
 
     def close(self) -> None:
         """Close connection pools and the private event loop."""

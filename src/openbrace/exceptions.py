@@ -6,6 +6,9 @@ OpenBraceError
 ├── PointerError            a malformed RFC 6901 JSON Pointer, or one that does not resolve
 ├── PatchStreamError        the server answered with a non-200 status: `status_code`, `body`
 ├── ProtocolError           a frame that is not valid NDJSON/SSE, or a stream cut mid-frame
+├── TransportError          the request or its answer did not get through: `url`, httpx's cause
+│   ├── ConnectError            nothing accepted the connection: is the server running at `url`?
+│   └── ReadTimeoutError        the server sent nothing for `timeout` seconds
 └── StreamError             an error record ended the stream: `type`, `message`, `code`, `snapshot`
     ├── InvalidRequestError     type "invalid_request_error"
     ├── LengthError             type "length": max_tokens ran out before the document closed
@@ -25,6 +28,7 @@ import json
 from typing import Any
 
 __all__ = [
+    "ConnectError",
     "InvalidOutputError",
     "InvalidRequestError",
     "InvalidSchemaError",
@@ -33,9 +37,11 @@ __all__ = [
     "PatchStreamError",
     "PointerError",
     "ProtocolError",
+    "ReadTimeoutError",
     "ServerError",
     "StreamError",
     "StreamTimeoutError",
+    "TransportError",
     "UpstreamError",
     "error_class",
 ]
@@ -68,13 +74,13 @@ class PatchStreamError(OpenBraceError, RuntimeError):
 
     As in the dottxt SDK (whose `PatchStreamError` is a `RuntimeError`), `body` is the
     response body as text; `error` is its OpenAI-shaped `{"error": {...}}` object
-    parsed, when it is one (else None).
+    parsed, when it is one (else None); pass `error` when it is already at hand.
     """
 
-    def __init__(self, status_code: int, body: Any):
+    def __init__(self, status_code: int, body: Any, *, error: dict[str, Any] | None = None):
         self.status_code = status_code
         self.body = body
-        self.error: dict[str, Any] | None = _error_object(body)
+        self.error: dict[str, Any] | None = _error_object(body) if error is None else error
         message = self.error.get("message") if self.error else None
         text = body if isinstance(body, str) else repr(body)
         super().__init__(f"HTTP {status_code}: {message or text[:500]}")
@@ -92,6 +98,30 @@ def _error_object(body: Any) -> dict[str, Any] | None:
 
 class ProtocolError(OpenBraceError):
     """The byte stream is not a valid NDJSON or SSE patch stream."""
+
+
+class TransportError(OpenBraceError):
+    """The request could not be sent, or its answer could not be read (client side).
+
+    `url` is the base URL the client talks to; the httpx exception is the cause.
+    """
+
+    def __init__(self, message: str, *, url: str):
+        super().__init__(message)
+        self.message = message
+        self.url = url
+
+
+class ConnectError(TransportError):
+    """No connection to the server: refused, unknown host, or no answer in time."""
+
+
+class ReadTimeoutError(TransportError):
+    """The server sent nothing for `timeout` seconds (before its answer, or mid-stream)."""
+
+    def __init__(self, message: str, *, url: str, timeout: float):
+        super().__init__(message, url=url)
+        self.timeout = timeout
 
 
 class StreamError(OpenBraceError):

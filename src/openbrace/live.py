@@ -20,8 +20,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from . import pointer
 from .events import PatchEvent
-from .pointer import join
+from .exceptions import PointerError
 
 __all__ = ["LiveView", "skeleton"]
 
@@ -38,7 +39,7 @@ def skeleton(schema: Any, root: Any = None, path: str = "") -> list[str]:
     properties = node.get("properties")
     if isinstance(properties, dict):
         for key, sub in properties.items():
-            paths += skeleton(sub, root, join(path, key))
+            paths += skeleton(sub, root, pointer.join(path, key))
     return paths
 
 
@@ -47,13 +48,13 @@ def _resolve(node: Any, root: Any, depth: int = 0) -> dict[str, Any]:
         return {}
     ref = node.get("$ref")
     if isinstance(ref, str) and ref.startswith("#"):
+        try:
+            tokens = pointer.split(ref[1:])
+        except PointerError:  # an anchor (`#name`), not a pointer: nothing to predict
+            return {}
         target: Any = root
-        for token in ref[1:].split("/")[1:]:
-            target = (
-                target.get(token.replace("~1", "/").replace("~0", "~"), {})
-                if isinstance(target, dict)
-                else {}
-            )
+        for token in tokens:
+            target = target.get(token, {}) if isinstance(target, dict) else {}
         return _resolve(target, root, depth + 1)
     branches = node.get("anyOf") or node.get("oneOf")
     if isinstance(branches, list):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from .exceptions import PointerError
 
-__all__ = ["escape", "join", "split", "unescape"]
+__all__ = ["escape", "from_path", "join", "split", "unescape"]
 
 
 def escape(key: str) -> str:
@@ -35,3 +37,8 @@ def split(pointer: str) -> tuple[str, ...]:
 def join(parent: str, key: str | int) -> str:
     """The pointer of `key` inside the value at `parent`."""
     return f"{parent}/{key}" if isinstance(key, int) else f"{parent}/{escape(key)}"
+
+
+def from_path(path: Iterable[str | int]) -> str:
+    """The pointer of a path of keys and array indices: `["a/b", 0]` -> `"/a~1b/0"`."""
+    return "".join(f"/{token}" if isinstance(token, int) else f"/{escape(token)}" for token in path)

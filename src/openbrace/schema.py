@@ -11,7 +11,8 @@
   (Draft 2020-12 when absent) and its local `$ref`s resolve; otherwise
   `InvalidSchemaError` naming the keyword and the JSON Pointer of the place.
 - `normalize(schema)`: closes objects, as the dottxt API does (see its docstring).
-- `first_violation(instance, schema)`: why a document breaks a schema, in one line.
+- `first_violation(instance, schema)`: why a document breaks a schema, in one line
+  (from `openbrace.validation`, where output checks live).
 """
 
 from __future__ import annotations
@@ -20,22 +21,18 @@ import copy
 import functools
 import inspect
 import json
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Collection, Iterator
 from typing import Any, NoReturn
 from urllib.parse import unquote
 
-import jsonschema
-import re2
-import referencing
-import referencing.exceptions
-from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.exceptions import best_match
 from jsonschema.protocols import Validator
 
 from . import pointer as jsonpointer
 from .exceptions import InvalidSchemaError, PointerError
+from .validation import first_violation, one_line, validator_for
 
 __all__ = [
     "check",
@@ -198,16 +195,16 @@ def check(schema: Any) -> None:
         if key in _CHECKED:
             _CHECKED.move_to_end(key)
             return
-    validator_class = _validator_class(schema)
+    validator_class = validator_for(schema)
     meta = _meta_validator(validator_class)
     error = best_match(meta.iter_errors(schema))
     if error is not None:
         path = list(error.absolute_path)
         keyword = next((p for p in reversed(path) if isinstance(p, str)), error.validator)
-        where = _pointer(path)
+        where = jsonpointer.from_path(path)
         raise InvalidSchemaError(
             f"invalid JSON Schema at {where or '(root)'}, keyword {keyword!r}: "
-            f"{_one_line(error.message)}",
+            f"{one_line(error.message)}",
             pointer=where,
             keyword=str(keyword),
         )
@@ -233,34 +230,6 @@ def _meta_validator(validator_class: type[Validator]) -> Validator:
     return validator_class(
         validator_class.META_SCHEMA, format_checker=validator_class.FORMAT_CHECKER
     )
-
-
-def first_violation(instance: Any, schema: Any) -> str | None:
-    """The most relevant reason `instance` breaks `schema`, as one line, or None.
-
-    The line starts with the instance path: `at /steps/1: 5 is not of type 'string'`.
-    Costs one validation pass (building the validator included). `pattern` and
-    `patternProperties` run on RE2, in time linear in the text, so a hostile pattern
-    such as `^(a+)+$` cannot stall the caller; only patterns RE2 cannot express
-    (lookarounds, backreferences) fall back to Python's backtracking `re`.
-    """
-    validator_class = _linear_regex(_validator_class(schema))
-    # An empty registry: jsonschema's default one fetches remote `$ref`s over HTTP,
-    # which would let a client make the server request any URL (SSRF).
-    validator = validator_class(schema, registry=referencing.Registry())
-    try:
-        error = best_match(validator.iter_errors(instance))
-    except referencing.exceptions.Unresolvable as exc:
-        raise InvalidSchemaError(f"unresolvable $ref in schema: {exc}", keyword="$ref") from None
-    except RecursionError:  # {"$ref": "#"}: references that loop without consuming input
-        raise InvalidSchemaError("the schema's $refs loop without end", keyword="$ref") from None
-    except re.error as exc:  # `pattern`s are checked with Python's `re`
-        raise InvalidSchemaError(
-            f"a pattern in the schema is not a valid regular expression: {exc}", keyword="pattern"
-        ) from None
-    if error is None:
-        return None
-    return f"at {_pointer(list(error.absolute_path)) or '/'}: {_one_line(error.message)}"
 
 
 def normalize(schema: Any) -> Any:
@@ -379,119 +348,7 @@ def _local_target(ref: str) -> str | None:
     return None
 
 
-# --- regular expressions in linear time ------------------------------------------------
-#
-# jsonschema evaluates `pattern`, `patternProperties` and the pattern part of
-# `additionalProperties` with Python's backtracking `re`, where `^(a+)+$` against
-# 30 characters takes seconds while holding the GIL. These three keywords are
-# redefined here on RE2 (same logic and messages as jsonschema's own).
-
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False  # an unsupported pattern is not worth a stderr line
-_RE2_OPTIONS.never_capture = True
-
-
-@functools.lru_cache(maxsize=1024)
-def _regex(pattern: str) -> Any:
-    try:
-        return re2.compile(pattern, _RE2_OPTIONS)
-    except re2.error:
-        pass
-    try:  # lookarounds and backreferences: only a backtracking engine has them
-        return re.compile(pattern)
-    except re.error as exc:
-        raise InvalidSchemaError(
-            f"a pattern in the schema is not a valid regular expression: {exc}",
-            keyword="pattern",
-        ) from None
-
-
-def _search(pattern: str, text: str) -> bool:
-    return _regex(pattern).search(text) is not None
-
-
-def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
-    if validator.is_type(instance, "string") and not _search(pattern, instance):
-        yield ValidationError(f"{instance!r} does not match {pattern!r}")
-
-
-def _pattern_properties(
-    validator: Any, patterns: dict[str, Any], instance: Any, schema: Any
-) -> Iterator[Any]:
-    if not validator.is_type(instance, "object"):
-        return
-    for pattern, subschema in patterns.items():
-        for key, value in instance.items():
-            if _search(pattern, key):
-                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
-
-
-def _additional_properties(
-    validator: Any, allowed: Any, instance: Any, schema: Any
-) -> Iterator[Any]:
-    if not validator.is_type(instance, "object"):
-        return
-    properties = schema.get("properties", {})
-    patterns = list(schema.get("patternProperties", {}))
-    extras = [
-        key
-        for key in instance
-        if key not in properties and not any(_search(p, key) for p in patterns)
-    ]
-    if validator.is_type(allowed, "object"):
-        for extra in extras:
-            yield from validator.descend(instance[extra], allowed, path=extra)
-    elif not allowed and extras:
-        names = ", ".join(repr(each) for each in sorted(extras, key=str))
-        if patterns:
-            verb = "does" if len(extras) == 1 else "do"
-            listed = ", ".join(repr(each) for each in sorted(patterns))
-            yield ValidationError(f"{names} {verb} not match any of the regexes: {listed}")
-        else:
-            verb = "was" if len(extras) == 1 else "were"
-            yield ValidationError(
-                f"Additional properties are not allowed ({names} {verb} unexpected)"
-            )
-
-
-@functools.cache
-def _linear_regex(validator_class: type[Validator]) -> type[Validator]:
-    return jsonschema.validators.extend(  # type: ignore[no-untyped-call,no-any-return]
-        validator_class,
-        {
-            "pattern": _pattern,
-            "patternProperties": _pattern_properties,
-            "additionalProperties": _additional_properties,
-        },
-    )
-
-
 # --- helpers ----------------------------------------------------------------------------
-
-_LATEST = "http://json-schema.org/schema#"  # "the latest draft", seen in the wild
-
-
-def _validator_class(schema: Any) -> type[Validator]:
-    default: type[Validator] = jsonschema.Draft202012Validator
-    if not isinstance(schema, dict) or "$schema" not in schema:
-        return default
-    uri = schema["$schema"]
-    if uri == _LATEST:
-        return default
-    found = (
-        # default=None ("no such draft") is not in the stubs, but is what we need.
-        jsonschema.validators.validator_for(schema, default=None)  # type: ignore[arg-type]
-        if isinstance(uri, str)
-        else None
-    )
-    if found is None:
-        raise InvalidSchemaError(
-            f"invalid JSON Schema at /$schema, keyword '$schema': unknown meta-schema {uri!r}"
-            " (name a JSON Schema draft from 4 to 2020-12)",
-            pointer="/$schema",
-            keyword="$schema",
-        )
-    return found
 
 
 def _check_refs(schema: Any) -> None:
@@ -632,7 +489,7 @@ def _from_type(response_format: Any) -> Any:
     except Exception as exc:  # pydantic raises several unrelated types here
         raise InvalidSchemaError(
             f"{response_format!r:.80} is neither a JSON Schema nor a type pydantic can "
-            f"describe ({type(exc).__name__}: {_one_line(str(exc))})"
+            f"describe ({type(exc).__name__}: {one_line(str(exc))})"
         ) from exc
 
 
@@ -643,14 +500,3 @@ def _loads(text: Any, what: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidSchemaError(f"{what} is not valid JSON: {exc}") from None
-
-
-def _pointer(path: list[Any]) -> str:
-    return "".join(
-        f"/{p}" if isinstance(p, int) else f"/{jsonpointer.escape(str(p))}" for p in path
-    )
-
-
-def _one_line(message: str, limit: int = 300) -> str:
-    line = " ".join(message.split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."

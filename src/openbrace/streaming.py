@@ -89,7 +89,7 @@ def _check_schema(document: Any, schema: dict[str, Any] | None) -> None:
     """An unconstrained upstream may write valid JSON that breaks the schema."""
     if not schema:
         return
-    from .schema import first_violation
+    from .validation import first_violation
 
     try:
         problem = first_violation(document, schema)

@@ -83,7 +83,7 @@ class GenerationResponse:
         self.disconnected = False
         self._started = False  # the status line was sent
         self._status = 0
-        self.ops = 0  # patch ops handed to the framer
+        self.op_ids = wire.OpIds()  # numbers the patch ops handed to the framer
         self._complete = False  # the whole response was handed to the server
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -109,7 +109,7 @@ class GenerationResponse:
             self.plan.request.model,
             self.plan.mode,
             self._status,
-            self.ops,
+            self.op_ids.count,
             time.monotonic() - self.started,
             " (client disconnected: generation stopped)"
             if self.disconnected
@@ -271,7 +271,7 @@ class GenerationResponse:
     def _patch_frames(
         self, source: AsyncIterator[Any], first: dict[str, Any]
     ) -> tuple[AsyncIterator[bytes], str]:
-        records = self._records(source, first)
+        records = wire.number_ops(self._records(source, first), self.op_ids)
         if self.sse:
             return wire.sse_frames(records, keepalive=self.rt.keepalive), wire.SSE
         frames = wire.ndjson_frames(records, include_usage=self.plan.include_usage)
@@ -286,7 +286,6 @@ class GenerationResponse:
         try:
             while True:
                 if "op" in record:
-                    self.ops += 1
                     metrics.ops_sent += 1
                     if not first_op_seen:
                         first_op_seen = True

@@ -1,10 +1,7 @@
-"""NDJSON and SSE framing: round trips over any chunking, errors, server framers."""
+"""The wire codec: round trips over any chunking, malformed input, op numbering."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -12,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from openbrace import wire
-from openbrace.exceptions import InvalidOutputError, ProtocolError
+from openbrace.exceptions import ProtocolError
+from tests.wire import decode_all
 
 # Characters that `str.splitlines` (and so httpx's iter_lines) treats as line breaks;
 # JSON escapes those below U+0020, the RAW ones travel as they are.
@@ -50,13 +48,6 @@ def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
     """`data` split at the given offsets (any order, duplicates allowed: empty chunks)."""
     points = sorted(c % (len(data) + 1) for c in cuts)
     return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
-
-
-def decode_all(decoder: wire.NDJSONDecoder | wire.SSEDecoder, chunks: list[bytes]) -> list[Any]:
-    out: list[Any] = []
-    for chunk in chunks:
-        out += decoder.feed(chunk)
-    return out + decoder.close()
 
 
 def sse_stream(records: list[dict[str, Any]], newline: bytes = b"\n") -> bytes:
@@ -232,121 +223,29 @@ def test_sse_error_event_without_wrapper_is_wrapped():
     assert decode_all(wire.SSEDecoder(), [data]) == [{"error": {"message": "x", "type": "timeout"}}]
 
 
-# --- the server-side framers -------------------------------------------------------
+# --- op numbering ----------------------------------------------------------------------
 
-OPS = [
-    {"op": "add", "path": "", "value": {}},
-    {"op": "add", "path": "/a", "value": "x\u2028y"},
-]
-DONE = {"done": {"finish_reason": "stop", "usage": {"prompt_tokens": 1}}}
+OPS_SAMPLE = [{"op": "add", "path": "", "value": []}, {"op": "add", "path": "/0", "value": 1}]
 
 
-class Records:
-    """An async record source that remembers whether it was closed."""
-
-    def __init__(self, items: list[Any], gate: asyncio.Event | None = None, after: int = 0):
-        self.items, self.gate, self.after = items, gate, after
-        self.closed = False
-
-    async def gen(self) -> AsyncIterator[dict[str, Any]]:
-        try:
-            for i, item in enumerate(self.items):
-                if self.gate is not None and i == self.after:
-                    await self.gate.wait()
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            self.closed = True
+@given(st.lists(ops | controls, max_size=12), st.integers(min_value=0, max_value=10**6))
+def test_op_ids_count_ops_only_and_continue_from_start(records, start):
+    ids = wire.OpIds(start)
+    numbered = [ids.number(record) for record in records]
+    assert [n.record for n in numbered] == records
+    op_ids = [n.id for n in numbered if "op" in n.record]
+    assert op_ids == list(range(start, start + len(op_ids)))  # in order, no gap
+    assert all(n.id is None for n in numbered if "op" not in n.record)
+    assert ids.count == start + len(op_ids)
 
 
-async def collect(frames: AsyncIterator[bytes], limit: int | None = None) -> list[bytes]:
-    out = []
-    async for frame in frames:
-        out.append(frame)
-        if limit is not None and len(out) == limit:
-            await frames.aclose()  # type: ignore[attr-defined]
-            break
-    return out
-
-
-@pytest.mark.parametrize("include_usage", [False, True])
-def test_ndjson_frames_send_done_only_on_request(include_usage):
-    source = Records([*OPS, DONE])
-    frames = asyncio.run(collect(wire.ndjson_frames(source.gen(), include_usage=include_usage)))
-    expected = [wire.encode_ndjson(r) for r in OPS]
-    assert frames == ([*expected, wire.encode_ndjson(DONE)] if include_usage else expected)
-    assert source.closed
-
-
-def test_ndjson_frames_end_at_an_error_record_and_turn_exceptions_into_records():
-    error = {"error": {"message": "m", "type": "length", "code": None}}
-    source = Records([OPS[0], error, OPS[1]])
-    frames = asyncio.run(collect(wire.ndjson_frames(source.gen(), include_usage=False)))
-    assert frames == [wire.encode_ndjson(OPS[0]), wire.encode_ndjson(error)]
-    assert source.closed
-
-    source = Records([OPS[0], InvalidOutputError("not JSON at byte 3")])
-    frames = asyncio.run(collect(wire.ndjson_frames(source.gen(), include_usage=False)))
-    assert json.loads(frames[-1])["error"]["type"] == "invalid_output"
-
-    source = Records([OPS[0], RuntimeError("secret internals")])
-    frames = asyncio.run(collect(wire.ndjson_frames(source.gen(), include_usage=False)))
-    last = json.loads(frames[-1])["error"]
-    assert last["type"] == "server_error" and "secret" not in last["message"]
-
-
-def test_closing_ndjson_frames_early_closes_the_source():
-    async def main() -> Records:
-        source = Records([*OPS, DONE])
-        frames = wire.ndjson_frames(source.gen(), include_usage=True)
-        assert await collect(frames, limit=1) == [wire.encode_ndjson(OPS[0])]
-        return source
-
-    assert asyncio.run(main()).closed
-
-
-def test_sse_frames_number_ops_and_end_with_done():
-    source = Records([*OPS, DONE, OPS[0]])
-    frames = asyncio.run(collect(wire.sse_frames(source.gen())))
-    assert frames == [wire.encode_sse(OPS[0], 0), wire.encode_sse(OPS[1], 1), wire.encode_sse(DONE)]
-    assert decode_all(wire.SSEDecoder(), frames) == [*OPS, DONE]
-    assert source.closed
-
-
-def test_sse_frames_send_keepalives_while_the_source_is_idle():
-    async def main() -> list[bytes]:
-        gate = asyncio.Event()
-        source = Records([*OPS, DONE], gate=gate, after=1)  # stalls after the first op
-        frames = []
-        async for frame in wire.sse_frames(source.gen(), keepalive=0.005):
-            frames.append(frame)
-            if frame == wire.KEEPALIVE and frames.count(wire.KEEPALIVE) == 2:
-                gate.set()  # the source resumes only once two keep-alives went out
-        return frames
-
-    frames = asyncio.run(main())
-    assert frames[0] == wire.encode_sse(OPS[0], 0)
-    assert frames[1:3] == [wire.KEEPALIVE, wire.KEEPALIVE]
-    rest = [f for f in frames[3:] if f != wire.KEEPALIVE]
-    assert rest == [wire.encode_sse(OPS[1], 1), wire.encode_sse(DONE)]
-    assert decode_all(wire.SSEDecoder(), frames) == [*OPS, DONE]
-
-
-def test_closing_sse_frames_early_closes_the_source():
-    async def main() -> Records:
-        source = Records([*OPS, DONE], gate=asyncio.Event(), after=1)  # never resumes
-        frames = wire.sse_frames(source.gen(), keepalive=0.005)
-        assert await collect(frames, limit=2) == [wire.encode_sse(OPS[0], 0), wire.KEEPALIVE]
-        return source
-
-    assert asyncio.run(main()).closed
-
-
-def test_sse_frames_turn_an_exception_into_an_error_event():
-    source = Records([OPS[0], InvalidOutputError("bad")])
-    frames = asyncio.run(collect(wire.sse_frames(source.gen())))
-    records = decode_all(wire.SSEDecoder(), frames)
-    assert records[0] == OPS[0]
-    assert records[1]["error"]["type"] == "invalid_output"
-    assert frames[1].startswith(b"event: error\n")
+def test_op_ids_are_what_the_sse_decoder_checks():
+    records = [OPS_SAMPLE[0], {"done": {}}, OPS_SAMPLE[1]]
+    ids = wire.OpIds()
+    data = b"".join(wire.encode_sse(n.record, n.id) for n in map(ids.number, records))
+    assert data.count(b"id: ") == 2  # the done event carries no id and takes none
+    assert decode_all(wire.SSEDecoder(), [data]) == records
+    # Resumed after three ops, the ids start at 3: a fresh decoder sees a gap.
+    resumed = wire.OpIds(3).number(OPS_SAMPLE[0])
+    with pytest.raises(ProtocolError, match="where 0 was due"):
+        decode_all(wire.SSEDecoder(), [wire.encode_sse(resumed.record, resumed.id)])

@@ -1,53 +1,44 @@
-"""The patch stream on the wire: NDJSON and SSE, both directions (SPEC section 4).
+"""The patch stream's bytes, both directions: pure encoders and decoders (no I/O).
 
-A *record* is what travels: an op `{"op":"add","path":..,"value":..}`, or a
-control record `{"done": {...}}` / `{"error": {...}}`.
+Encoding: `encode_ndjson(record)` and `encode_sse(record, id)` give one frame each;
+`OpIds` numbers a stream's ops, once, for every framing.
 
-- NDJSON: one compact JSON record per line, each line ended by `\\n`.
-- SSE: ops as `id: N` (the op's 0-based sequence number), `event: patch`,
-  `data: <op>`; success as `event: done` with the done record's *body* as data;
-  failure as `event: error` with the whole `{"error": {...}}` record as data;
-  `: keep-alive` comments while idle.
+Decoding: `feed(chunk)` takes any piece of the byte stream (a frame may be split
+anywhere, even inside a UTF-8 character or between CR and LF) and returns the
+records it completed; `close()` says the stream ended and raises `ProtocolError`
+if it ended mid-frame. A malformed frame raises `ProtocolError` too, but only
+after the good records before it were returned: the call that meets it returns
+those, and the next `feed`/`close` raises.
 
 Records are encoded as compact JSON with `ensure_ascii=False`, keys in the order
 they were built. Characters such as U+2028 or U+0085 therefore travel raw; they
 never contain the bytes `\\n` or `\\r` in UTF-8, so the decoders split on those
 bytes themselves and never on `str.splitlines` (which would break such a line in
 the middle of a JSON string, as httpx's `iter_lines` does).
-
-The decoders do no I/O: `feed(chunk)` takes any piece of the byte stream (a frame
-may be split anywhere, even inside a UTF-8 character or between CR and LF) and
-returns the records it completed; `close()` says the stream ended and raises
-`ProtocolError` if it ended mid-frame. A malformed frame raises `ProtocolError`
-too, but only after the good records before it were returned: the call that
-meets it returns those, and the next `feed`/`close` raises.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import logging
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from .exceptions import ProtocolError, ServerError, StreamError
+from ..exceptions import ProtocolError
 
 __all__ = [
     "KEEPALIVE",
     "NDJSON",
     "SSE",
     "NDJSONDecoder",
+    "Numbered",
+    "OpIds",
+    "Record",
     "SSEDecoder",
     "SSEEvent",
     "SSEEvents",
     "encode_ndjson",
     "encode_sse",
-    "ndjson_frames",
-    "sse_frames",
 ]
 
 NDJSON = "application/x-ndjson"
@@ -55,7 +46,42 @@ SSE = "text/event-stream"
 KEEPALIVE = b": keep-alive\n\n"
 
 Record = dict[str, Any]
-log = logging.getLogger("openbrace")
+"""An op `{"op": "add", "path": .., "value": ..}`, or a control record `{"done": ..}` /
+`{"error": ..}`."""
+
+
+class Numbered(NamedTuple):
+    """A record and its op id: an int for an op, None for any other record."""
+
+    id: int | None
+    record: Record
+
+
+class OpIds:
+    """The one numbering of a stream's ops: SSE `id:` lines, and positions to resume at.
+
+    Ops get 0, 1, 2, ... in the order they are sent. Any other record (a control
+    record, or one that does not add a value of its own) gets no id and leaves the
+    count alone, so an op's id is always the number of ops before it. The sender
+    numbers a stream once, where its records are produced or stored, and every
+    framing writes the id it is handed; the SSE decoder numbers what it receives
+    the same way to notice lost ops. Pure: no I/O.
+
+    Args:
+        start: the id of the next op (a stream taken up after `start` ops).
+    """
+
+    __slots__ = ("count",)
+
+    def __init__(self, start: int = 0) -> None:
+        self.count = start  # ops numbered so far: the id of the next one
+
+    def number(self, record: Record) -> Numbered:
+        """`record` with its id; an op advances the count."""
+        if "op" not in record:  # the one test of which records are numbered
+            return Numbered(None, record)
+        self.count += 1
+        return Numbered(self.count - 1, record)
 
 
 def _dumps(value: Any) -> bytes:
@@ -258,15 +284,15 @@ class SSEDecoder(_Decoder):
     """Bytes of an SSE patch stream -> records, framed by `SSEEvents`.
 
     `patch` events (and untyped ones) carry an op, `done` a done body, `error` an
-    error record; other event types are ignored. An `id` on an op must be its
-    0-based sequence number: a gap means lost ops, which would corrupt the document,
-    so it is a `ProtocolError`.
+    error record; other event types are ignored. An `id` on an op must be the one
+    `OpIds` gives it (its 0-based sequence number): a gap means lost ops, which would
+    corrupt the document, so it is a `ProtocolError`.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._events = SSEEvents()
-        self._ops = 0
+        self._ids = OpIds()
 
     def feed(self, chunk: bytes) -> list[Record]:
         """Records completed by `chunk`."""
@@ -293,8 +319,7 @@ class SSEDecoder(_Decoder):
         value = _parse_json(event.data, f"SSE {kind} data")
         if kind in ("patch", "message"):
             record = _check_record(value, "SSE patch data")
-            self._check_id(event.id)
-            self._ops += 1
+            self._check_id(event.id, self._ids.number(record).id)
             return record
         if kind == "done":
             return {"done": _check_record(value, "SSE done data")}
@@ -303,104 +328,9 @@ class SSEDecoder(_Decoder):
             return record if "error" in record else {"error": record}
         return None  # unknown event types are for someone else
 
-    def _check_id(self, id: bytes | None) -> None:
-        if id is not None and id.strip() != str(self._ops).encode():
+    @staticmethod
+    def _check_id(id: bytes | None, due: int | None) -> None:
+        if id is not None and due is not None and id.strip() != str(due).encode():
             raise ProtocolError(
-                f"SSE op id {id.decode('utf-8', 'replace')!r} where {self._ops} was due:"
-                " ops were lost"
+                f"SSE op id {id.decode('utf-8', 'replace')!r} where {due} was due: ops were lost"
             )
-
-
-def _error_record(exc: BaseException) -> Record:
-    if isinstance(exc, StreamError):
-        return exc.to_record()
-    log.error("patch stream failed after it started", exc_info=exc)
-    return ServerError("internal error while streaming").to_record()
-
-
-async def _aclose(iterator: AsyncIterator[Any]) -> None:
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        await aclose()
-
-
-async def ndjson_frames(
-    records: AsyncIterator[Record], *, include_usage: bool = False
-) -> AsyncIterator[bytes]:
-    """NDJSON lines for a record stream (what the server sends).
-
-    The `done` record goes out only with `include_usage` (SPEC: the body simply ends
-    on success); an `error` record always does and ends the stream. An exception
-    raised by `records` after it started becomes an error record, since the status
-    line is already sent. Closing this generator closes `records`, which stops the
-    generation behind it.
-    """
-    try:
-        async for record in records:
-            if "done" in record and not include_usage:
-                continue
-            yield encode_ndjson(record)
-            if "error" in record:
-                return
-    except Exception as exc:
-        yield encode_ndjson(_error_record(exc))
-    finally:
-        await _aclose(records)
-
-
-async def sse_frames(
-    records: AsyncIterator[Record], *, keepalive: float = 15.0
-) -> AsyncIterator[bytes]:
-    """SSE events for a record stream, with `: keep-alive` comments while idle.
-
-    Ops are numbered `id: 0, 1, ...`; `done` and `error` end the stream. A keep-alive
-    comment goes out whenever nothing was produced for `keepalive` seconds.
-
-    `records` runs in one helper task for its whole life (so cancel scopes and
-    context variables inside it stay in one task) and hands records over one at a
-    time; waiting for the next one with a timeout never cancels the generator.
-    Requires asyncio (uvicorn's loop).
-    """
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1)
-
-    async def pump() -> None:
-        try:
-            async for record in records:
-                await queue.put(("record", record))
-            await queue.put(("end", None))
-        except Exception as exc:
-            await queue.put(("raise", exc))
-        finally:
-            await _aclose(records)
-
-    task = asyncio.ensure_future(pump())
-    getter: asyncio.Future[tuple[str, Any]] | None = None
-    seq = 0
-    try:
-        while True:
-            # The getter survives a timeout: nothing is cancelled just for being slow.
-            getter = getter or asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({getter}, timeout=keepalive)
-            if not done:
-                yield KEEPALIVE
-                continue
-            kind, item = getter.result()
-            getter = None
-            if kind == "end":
-                return
-            if kind == "raise":
-                yield encode_sse(_error_record(item))
-                return
-            if "op" in item:
-                yield encode_sse(item, seq)
-                seq += 1
-            else:
-                yield encode_sse(item)
-                if "done" in item or "error" in item:
-                    return
-    finally:
-        for pending in (getter, task):
-            if pending is not None and not pending.done():
-                pending.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -80,7 +80,9 @@ class LocalEngine(Engine):
         n_batch: tokens per batched step (decode tokens plus prompt chunks).
 
     Attributes:
-        stats: `EngineStats` counters (decode calls, prefix reuse, forced tokens, ...).
+        stats: `EngineStats` counters (decode calls, prefix reuse, forced tokens,
+            batch sizes, busy sequences, ...).
+        model_file: the GGUF file running (a converted one with `weights`), once loaded.
 
     Costs: loading takes ~0.7 s for the default model (weights plus llguidance's
     tokenizer tables); a step ~5-15 ms on two cores.
@@ -117,6 +119,7 @@ class LocalEngine(Engine):
         self.flash_attn = flash_attn
         self.n_batch = n_batch
         self.stats = EngineStats()
+        self.model_file: Path | None = None  # the GGUF file running, once loaded
         self._model: _Loaded | None = None
         self._load_lock = threading.Lock()
         # A plain thread lock, polled from async code: the engine may be shared by
@@ -226,6 +229,7 @@ class LocalEngine(Engine):
 
         if self.weights != "file":
             path = converted(path, self.weights, _cache_dir())
+        self.model_file = path
         model = LlamaModel.load(
             path,
             n_ctx=self.n_ctx,

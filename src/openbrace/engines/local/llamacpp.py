@@ -183,6 +183,7 @@ class BatchContext:
         flash_attn: bool = False,
     ):
         from llama_cpp import _internals
+        from llama_cpp._utils import suppress_stdout_stderr
 
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_seq * n_ctx_seq
@@ -196,7 +197,8 @@ class BatchContext:
         )
         params.n_threads = params.n_threads_batch = n_threads
         params.no_perf = True
-        self._context = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
+        with suppress_stdout_stderr(disable=False):  # llama.cpp's notes on n_ctx_seq
+            self._context = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
         llm._stack.callback(self._context.close)  # freed with the model
         self._ctx = self._context.ctx
         self._memory = llama_cpp.llama_get_memory(self._ctx)

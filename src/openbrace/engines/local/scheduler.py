@@ -163,9 +163,19 @@ class Scheduler:
         n_vocab: the width of the logits.
         stats: the engine's counters; the scheduler adds its batch sizes, busy
             sequences and prefix reuse.
+        threaded: run `step` in the scheduler's own thread (False: the caller
+            calls `step`, as tests do).
     """
 
-    def __init__(self, backend: Backend, masks: Masks, n_vocab: int, stats: EngineStats):
+    def __init__(
+        self,
+        backend: Backend,
+        masks: Masks,
+        n_vocab: int,
+        stats: EngineStats,
+        *,
+        threaded: bool = True,
+    ):
         self._backend = backend
         self._masks = masks
         self._n_vocab = n_vocab
@@ -176,6 +186,7 @@ class Scheduler:
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._threaded = threaded
 
     def submit(self, sequence: Sequence, sink: Sink) -> Job:
         """Queue a sequence; its text goes to `sink` from the scheduler's thread."""
@@ -184,7 +195,7 @@ class Scheduler:
             if self._closed:
                 raise EngineUnavailableError("the engine was closed")
             self._waiting.append(job)
-            if self._thread is None:
+            if self._thread is None and self._threaded:
                 self._thread = threading.Thread(
                     target=self._loop, name="openbrace-batch", daemon=True
                 )
@@ -223,7 +234,6 @@ class Scheduler:
         self._drop_cancelled()
         self._admit()
         chosen = plan(self._running, self._backend.n_batch)
-        self._stats.busy_sequences = len(self._running)
         if not chosen:
             return False
         chunks = [self._chunk(job, take) for job, take in chosen]
@@ -282,6 +292,7 @@ class Scheduler:
         forced, text = sequence.start()
         job.pending = sequence.prompt[length:] + forced
         self._running.append(job)
+        self._stats.busy_sequences = len(self._running)
         if text:
             self._send(job, text)
         if sequence.reason is not None:
@@ -335,6 +346,7 @@ class Scheduler:
         job.done = True
         if job in self._running:
             self._running.remove(job)
+            self._stats.busy_sequences = len(self._running)
         if job.slot is not None:
             job.slot.job = None
         if not job.cancelled:

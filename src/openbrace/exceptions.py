@@ -4,6 +4,9 @@
 OpenBraceError
 ├── InvalidSchemaError      the response_format is not a usable schema (raised before any request)
 ├── PointerError            a malformed RFC 6901 JSON Pointer, or one that does not resolve
+├── RequestError            a request refused before any op: `status` (HTTP), `param`, `code`
+│   ├── EngineRequestError      the engine refuses it (unknown model, unsupported field): a 4xx
+│   └── EngineUnavailableError  the engine cannot serve now (model not loadable, upstream down)
 ├── PatchStreamError        the server answered with a non-200 status: `status_code`, `body`
 ├── ProtocolError           a frame that is not valid NDJSON/SSE, or a stream cut mid-frame
 ├── TransportError          the request or its answer did not get through: `url`, httpx's cause
@@ -29,6 +32,8 @@ from typing import Any
 
 __all__ = [
     "ConnectError",
+    "EngineRequestError",
+    "EngineUnavailableError",
     "InvalidOutputError",
     "InvalidRequestError",
     "InvalidSchemaError",
@@ -38,6 +43,7 @@ __all__ = [
     "PointerError",
     "ProtocolError",
     "ReadTimeoutError",
+    "RequestError",
     "ServerError",
     "StreamError",
     "StreamTimeoutError",
@@ -67,6 +73,40 @@ class InvalidSchemaError(OpenBraceError, ValueError):
 
 class PointerError(OpenBraceError, ValueError):
     """A JSON Pointer that is malformed or does not resolve against the document."""
+
+
+class RequestError(OpenBraceError):
+    """A request refused before any op was generated: the server answers `status`.
+
+    Raised by `openbrace.request.parse_chat` for a bad body (400, `param` naming the
+    field) and by engines before their first delta (see the two subclasses).
+
+    Args:
+        message: what is wrong, for the caller (no secrets, no internals).
+        status: the HTTP status the server answers with.
+        param: the request field at fault, if any.
+        code: a short machine-readable code, if any.
+    """
+
+    def __init__(
+        self, message: str, *, status: int = 400, param: str | None = None, code: str | None = None
+    ):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.param = param
+        self.code = code
+
+
+class EngineRequestError(RequestError):
+    """The engine refuses the request before generating (HTTP `status`, default 400)."""
+
+
+class EngineUnavailableError(RequestError):
+    """The engine cannot serve right now (model not loadable, upstream down): HTTP 503/502."""
+
+    def __init__(self, message: str, *, status: int = 503, code: str = "engine_unavailable"):
+        super().__init__(message, status=status, code=code)
 
 
 class PatchStreamError(OpenBraceError, RuntimeError):

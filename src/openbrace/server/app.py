@@ -44,7 +44,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..engines.base import Engine
-from .body import ChatPlan, parse_chat_body
+from ..request import ChatPlan, parse_chat
 from .errors import ApiError, as_api_error, error_response
 from .limits import Gate, authorized, read_body
 from .metrics import CONTENT_TYPE, Metrics
@@ -148,7 +148,7 @@ def create_app(
 
     async def completions(request: Request) -> Response:
         started = time.monotonic()
-        plan = parse_chat_body(await read_body(request, config.max_body_bytes))
+        plan = parse_chat(await read_body(request, config.max_body_bytes))
         plan = await _resolve_model(engine, plan)
         sse = "text/event-stream" in request.headers.get("accept", "")
         return GenerationResponse(runtime, plan, sse=sse, started=started)  # type: ignore[return-value]

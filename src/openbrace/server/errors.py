@@ -14,8 +14,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
-from ..engines.base import EngineRequestError, EngineUnavailableError
-from ..exceptions import InvalidSchemaError, StreamError
+from ..exceptions import InvalidSchemaError, RequestError, StreamError
 
 __all__ = ["ApiError", "error_body", "error_response", "status_for"]
 
@@ -88,10 +87,8 @@ def as_api_error(exc: BaseException) -> ApiError:
         return exc
     if isinstance(exc, InvalidSchemaError):
         return ApiError(400, _schema_message(exc), param="response_format", code="invalid_schema")
-    if isinstance(exc, EngineRequestError):
+    if isinstance(exc, RequestError):
         return ApiError(exc.status, exc.message, param=exc.param, code=exc.code)
-    if isinstance(exc, EngineUnavailableError):
-        return ApiError(exc.status, exc.message, code="engine_unavailable")
     if isinstance(exc, StreamError):
         status = _STREAM_ERROR_STATUS.get(exc.type, 500)
         return ApiError(status, exc.message, type=exc.type, code=exc.code)

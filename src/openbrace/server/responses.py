@@ -33,8 +33,8 @@ from starlette.types import Message, Receive, Scope, Send
 from .. import wire
 from ..engines.base import Engine, Finish
 from ..exceptions import ServerError, StreamError, StreamTimeoutError
+from ..request import ChatPlan
 from ..streaming import patch_records
-from .body import ChatPlan
 from .errors import ApiError, as_api_error, error_body
 from .limits import Gate
 from .metrics import Metrics
@@ -274,7 +274,7 @@ class GenerationResponse:
         records = wire.number_ops(self._records(source, first), self.op_ids)
         if self.sse:
             return wire.sse_frames(records, keepalive=self.rt.keepalive), wire.SSE
-        frames = wire.ndjson_frames(records, include_usage=self.plan.include_usage)
+        frames = wire.ndjson_frames(records, include_usage=self.plan.options.include_usage)
         return frames, wire.NDJSON
 
     async def _records(
@@ -324,7 +324,7 @@ class GenerationResponse:
             yield _sse_data(item.to_record())
             return
         yield self._chunk({}, finish_reason=item.reason)
-        if self.plan.include_usage:
+        if self.plan.options.include_usage:
             yield _sse_data({**self._chunk_head(), "choices": [], "usage": item.usage.to_dict()})
         yield b"data: [DONE]\n\n"
 

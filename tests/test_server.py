@@ -29,9 +29,8 @@ from openbrace.engines.base import (
     MockEngine,
     Usage,
 )
-from openbrace.exceptions import InvalidSchemaError, UpstreamError
+from openbrace.exceptions import InvalidSchemaError, RequestError, UpstreamError
 from openbrace.server.app import ServerConfig, create_app
-from openbrace.server.errors import ApiError
 from openbrace.server.limits import Gate
 from tests.support.loopback import LoopbackServer, wait_until
 
@@ -556,7 +555,7 @@ def test_gate_bounds_concurrency_and_queue() -> None:
         nonlocal running, peak, refused
         try:
             await gate.acquire()
-        except ApiError as exc:
+        except RequestError as exc:
             assert exc.status == 429
             refused += 1
             return

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,7 +30,6 @@ __all__ = [
     "IN_PROCESS_URL",
     "LoopThread",
     "SyncASGITransport",
-    "engine_error",
     "engine_records",
 ]
 
@@ -49,28 +47,15 @@ async def engine_records(engine: Engine, body: Mapping[str, Any]) -> AsyncIterat
     try:
         plan = parse_chat(body)
     except RequestError as exc:
-        raise engine_error(exc) from exc
+        raise PatchStreamError.from_request_error(exc) from exc
     records = patch_records(engine, plan.request)
     try:
         async for record in records:
             yield record
     except RequestError as exc:
-        raise engine_error(exc) from exc
+        raise PatchStreamError.from_request_error(exc) from exc
     finally:
         await records.aclose()  # type: ignore[attr-defined]
-
-
-def engine_error(exc: RequestError) -> PatchStreamError:
-    """What the server would have answered for an engine's pre-stream refusal."""
-    status = int(getattr(exc, "status", 400))
-    error = {
-        "message": getattr(exc, "message", str(exc)),
-        "type": "invalid_request_error" if status < 500 else "server_error",
-        "param": getattr(exc, "param", None),
-        "code": getattr(exc, "code", None),
-    }
-    # The error object as built; `body` holds the text an HTTP client would have read.
-    return PatchStreamError(status, json.dumps({"error": error}, ensure_ascii=False), error=error)
 
 
 class LoopThread:

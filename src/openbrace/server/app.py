@@ -177,6 +177,7 @@ def create_app(
             ),
             "openbrace_slots_busy": ("Generation slots in use.", lambda: gate.active),
             "openbrace_slots_total": ("Generation slots configured.", lambda: gate.limit),
+            **engine.gauges(),
         }
         return PlainTextResponse(metrics.render(gauges), media_type=CONTENT_TYPE)
 

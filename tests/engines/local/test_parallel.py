@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from openbrace import AsyncClient
@@ -18,6 +23,8 @@ from openbrace.engines.base import EngineRequestError, Finish, GenerationRequest
 from openbrace.engines.local import DEFAULT_MODEL_ID, LocalEngine
 from openbrace.exceptions import InvalidSchemaError
 from openbrace.validation import first_violation
+from tests.support.loopback import wait_until
+from tests.support.process import stop_process
 
 from .data import TICKET, TICKET_PROMPT
 
@@ -223,3 +230,67 @@ async def test_alone_in_the_batch_a_request_gives_what_one_at_a_time_gives() -> 
     finally:
         await solo.aclose()
         await batched.aclose()
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[str]:
+    """`openbrace serve --parallel 4` in a subprocess on loopback: its base URL."""
+    command = [sys.executable, "-m", "openbrace.cli", "serve", "--parallel", "4"]
+    command += ["--host", "127.0.0.1", "--port", "0", "--log-level", "info"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    url: list[str] = []
+    lines: list[str] = []
+
+    def drain() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            if found := re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line):
+                url.append(found.group(1))
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        assert wait_until(lambda: bool(url) or process.poll() is not None, timeout=60)
+        assert url, "openbrace serve exited: " + "".join(lines[-20:])
+        assert any("4 sequences of 4096 tokens each" in line for line in lines), lines
+        yield url[0]
+    finally:
+        stop_process(process)
+
+
+async def test_serve_parallel_batches_http_streams_and_reports_them(served: str) -> None:
+    """`serve --parallel 4`: 4 slots by default, streams batched, a long prompt a 400."""
+
+    def body(schema: Any, prompt: str) -> dict[str, Any]:
+        return {
+            "model": DEFAULT_MODEL_ID,
+            "messages": [{"role": "user", "content": prompt}],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "x", "schema": schema},
+            },
+            "max_tokens": 250,
+            "seed": 2,
+        }
+
+    async with httpx.AsyncClient(base_url=served, timeout=120) as http:
+        answers = await asyncio.gather(
+            *(http.post("/v1/chat/completions", json=body(s, p)) for s, p in ASKS)
+        )
+        for answer, (schema, _) in zip(answers, ASKS, strict=True):
+            assert answer.status_code == 200, answer.text
+            _check_document(answer.json()["choices"][0]["message"]["content"], schema)
+        too_long = await http.post(
+            "/v1/chat/completions", json=body(CLOSED_TICKET, "lorem ipsum " * 4096)
+        )
+        assert too_long.status_code == 400
+        assert "holds 4096 tokens" in too_long.json()["error"]["message"]
+        metrics = (await http.get("/metrics")).text
+    values = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if not line.startswith("#"))
+    assert values["openbrace_slots_total"] == "4"
+    assert values["openbrace_engine_sequences"] == "4"
+    assert values["openbrace_engine_sequences_busy"] == "0"
+    assert float(values["openbrace_engine_batch_sequences"]) > 1
+    assert float(values["openbrace_engine_batch_tokens"]) >= float(
+        values["openbrace_engine_batch_sequences"]
+    )

@@ -11,10 +11,12 @@ It checks a request's options before any work, loads the model once, and drives 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -139,6 +141,34 @@ class LocalEngine(Engine):
         `EngineUnavailableError` when the model cannot be loaded.
         """
         return self._generate(request)
+
+    def gauges(self) -> dict[str, tuple[str, Callable[[], float]]]:
+        """`/metrics`: busy sequences and batch sizes of the batch context (parallel > 1)."""
+        if self.parallel == 1:
+            return {}
+        stats = self.stats
+        return {
+            "openbrace_engine_sequences": (
+                "Sequences of the batch context (--parallel).",
+                lambda: self.parallel,
+            ),
+            "openbrace_engine_sequences_busy": (
+                "Sequences generating now.",
+                lambda: stats.busy_sequences,
+            ),
+            "openbrace_engine_batch_sequences": (
+                "Sequences per batched step, mean of the last 100 steps.",
+                lambda: _recent_mean(stats.batches, 1),
+            ),
+            "openbrace_engine_batch_tokens": (
+                "Tokens per batched step (decode and prompt chunks), mean of the last 100 steps.",
+                lambda: _recent_mean(stats.batches, 0),
+            ),
+            "openbrace_engine_prompt_tokens_reused": (
+                "Prompt tokens served from cached prefixes since start.",
+                lambda: stats.prompt_tokens_reused,
+            ),
+        }
 
     async def load(self) -> None:
         """Load the model now (otherwise the first request does). Idempotent."""
@@ -336,6 +366,11 @@ async def _batched(scheduler: Scheduler, sequence: Sequence) -> AsyncIterator[st
         job.cancel()
         scheduler.wake()
     yield Finish(sequence.reason or "stop", Usage(len(sequence.prompt), sequence.produced))
+
+
+def _recent_mean(batches: deque[tuple[int, int]], index: int, last: int = 100) -> float:
+    recent = list(itertools.islice(reversed(batches), last))
+    return sum(b[index] for b in recent) / len(recent) if recent else 0.0
 
 
 def _cache_dir() -> Path:

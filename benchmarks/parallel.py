@@ -50,6 +50,7 @@ class Level:
     tokens: int = 0
     seconds: float = 0.0
     load: float = 0.0
+    invalid: int = 0  # documents that were not valid JSON
     first: Stat = field(default_factory=Stat)
 
     @property
@@ -80,11 +81,12 @@ async def _ours(engine: Any, example: Example) -> dict[str, float]:
         elif "error" in record:
             raise RuntimeError(f"run failed: {record}")
     total = time.perf_counter() - start
-    return {"tokens": tokens, "first": first or total}
+    return {"tokens": tokens, "first": first or total, "invalid": 0}
 
 
 async def _theirs(client: Any, url: str, example: Example) -> dict[str, float]:
     from openbrace.emitter import PatchEmitter
+    from openbrace.exceptions import OpenBraceError
 
     _, schema, prompt, max_tokens = example
     body = {
@@ -95,10 +97,11 @@ async def _theirs(client: Any, url: str, example: Example) -> dict[str, float]:
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    emitter = PatchEmitter()
+    emitter: PatchEmitter | None = PatchEmitter()
     start = time.perf_counter()
     first = None
     tokens = 0
+    invalid = 0
     async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
@@ -109,11 +112,14 @@ async def _theirs(client: Any, url: str, example: Example) -> dict[str, float]:
                 tokens = chunk["usage"]["completion_tokens"]
             for choice in chunk.get("choices", []):
                 text = (choice.get("delta") or {}).get("content") or ""
-                ops = emitter.feed(text) if text else []
+                try:
+                    ops = emitter.feed(text) if text and emitter else []
+                except OpenBraceError:  # not JSON: counted, and the stream read to its end
+                    emitter, ops, invalid = None, [], 1
                 if first is None and any(op["path"] for op in ops):
                     first = time.perf_counter() - start
     total = time.perf_counter() - start
-    return {"tokens": tokens, "first": first or total}
+    return {"tokens": tokens, "first": first or total, "invalid": invalid}
 
 
 async def _level(config: str, streams: int, examples: list[Example], run_one: RunOne) -> Level:
@@ -126,6 +132,7 @@ async def _level(config: str, streams: int, examples: list[Example], run_one: Ru
         while queue:
             result = await run_one(queue.pop(0))
             level.tokens += int(result["tokens"])
+            level.invalid += int(result["invalid"])
             level.first.samples.append(result["first"])
 
     start = time.perf_counter()
@@ -163,7 +170,9 @@ async def _measure(levels: tuple[int, ...], examples: list[Example], threads: in
         with llama_server.running(
             model_file, parallel=n, n_ctx=max(1024, 16384 // n), threads=threads
         ) as url:
-            async with httpx.AsyncClient(timeout=300) as client:
+            # A fresh connection per request: llama-server drops idle keep-alive ones.
+            fresh = httpx.Limits(max_keepalive_connections=0)
+            async with httpx.AsyncClient(timeout=300, limits=fresh) as client:
                 await _theirs(client, url, examples[0])
                 out.append(
                     await _level(
@@ -202,7 +211,7 @@ def _report(results: list[Level], threads: int) -> str:
         [
             r.config,
             r.streams,
-            len(r.first.samples),
+            f"{len(r.first.samples)}" + (f" ({r.invalid} invalid JSON)" if r.invalid else ""),
             f"{r.rate:.1f}",
             fmt_time(r.first.median),
             fmt_time(r.first.quantile(0.95)),

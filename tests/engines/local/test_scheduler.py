@@ -21,6 +21,7 @@ from openbrace.engines.local.sampling import Sampler
 from openbrace.engines.local.scheduler import Chunk, Job, Scheduler, Slot, pick_slot, plan
 from openbrace.engines.local.sequence import Sequence
 from openbrace.engines.local.stats import EngineStats
+from tests.support.loopback import wait_until
 
 N_VOCAB = 16
 
@@ -243,3 +244,27 @@ def test_close_ends_unfinished_jobs_and_refuses_new_ones() -> None:
     assert isinstance(inbox.items[-1], EngineUnavailableError)
     with pytest.raises(EngineUnavailableError):
         scheduler.submit(_sequence([1, 2]), Inbox())
+
+
+def test_an_error_in_a_step_fails_the_running_jobs_and_the_loop_goes_on() -> None:
+    """The scheduler's thread survives a failing step; later jobs run normally."""
+    backend = FakeBackend(n_seq=2)
+    stats = EngineStats()
+    calls = {"n": 0}
+
+    def masks(sequences: list[Sequence], n_vocab: int) -> list[Any]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ValueError("broken mask")
+        return [None] * len(sequences)
+
+    scheduler = Scheduler(backend, masks, N_VOCAB, stats)  # threaded, as in the engine
+    failed, later = Inbox(), Inbox()
+    scheduler.submit(_sequence([1, 2]), failed)
+    assert wait_until(lambda: bool(failed.items))
+    assert isinstance(failed.items[-1], EngineUnavailableError)
+    assert "broken mask" in str(failed.items[-1])
+    scheduler.submit(_sequence([1, 2], max_tokens=2), later)
+    assert wait_until(lambda: bool(later.items) and later.items[-1] is None)
+    assert later.text == "<7><7>"
+    scheduler.close()

@@ -227,7 +227,10 @@ class Scheduler:
                     self._wake.wait()
                 if self._closed:
                     return
-            self.step()
+            try:
+                self.step()
+            except Exception as exc:  # a bug or a model failure: fail what runs, keep serving
+                self._reset(EngineUnavailableError(f"the batch failed: {exc}"))
 
     def step(self) -> bool:
         """One step: drop, admit, decode one batch, sample. False when there was nothing to do."""
@@ -289,9 +292,13 @@ class Scheduler:
         sequence = job.sequence
         self._stats.prompt_tokens_reused += length
         self._stats.prompt_tokens_evaluated += len(sequence.prompt) - length
-        forced, text = sequence.start()
-        job.pending = sequence.prompt[length:] + forced
         self._running.append(job)
+        try:
+            forced, text = sequence.start()
+        except Exception as exc:
+            self._finish(job, exc)
+            return
+        job.pending = sequence.prompt[length:] + forced
         self._stats.busy_sequences = len(self._running)
         if text:
             self._send(job, text)
@@ -351,6 +358,14 @@ class Scheduler:
             job.slot.job = None
         if not job.cancelled:
             self._send(job, end)
+
+    def _reset(self, error: BaseException) -> None:
+        """End every running job with `error` and empty every slot's cache."""
+        for job in list(self._running):
+            self._finish(job, error)
+        for slot in self.slots:
+            self._backend.truncate(slot.id, 0)
+            slot.cached = []
 
     def _forget(self, job: Job) -> None:
         if job.slot is not None:

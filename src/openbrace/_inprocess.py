@@ -40,13 +40,13 @@ IN_PROCESS_URL = "http://in-process.invalid/v1"  # never resolved: an ASGI trans
 
 
 async def engine_records(
-    engine: Engine, request: GenerationRequest
+    engine: Engine, request: GenerationRequest, *, partial_strings: bool = False
 ) -> AsyncIterator[dict[str, Any]]:
     """The records of `request` from `engine`, as the server would stream them."""
     from .engines.base import EngineRequestError, EngineUnavailableError
     from .streaming import patch_records
 
-    records = patch_records(engine, request)
+    records = patch_records(engine, request, partial_strings=partial_strings)
     try:
         async for record in records:
             yield record

@@ -50,12 +50,12 @@ from .exceptions import (
     TransportError,
     error_class,
 )
-from .schema import normalize, to_json_schema
+from .schema import to_json_schema
 
 if TYPE_CHECKING:
     import openai
 
-    from .engines.base import Engine, GenerationRequest
+    from .engines.base import Engine
 
 __all__ = [
     "AsyncClient",
@@ -351,29 +351,11 @@ class _BaseClient:
             }
         return body, headers
 
-    def _generation_request(self, body: dict[str, Any]) -> GenerationRequest:
-        from .engines.base import GenerationRequest
-
-        rest = {k: v for k, v in body.items() if k not in _REQUEST_FIELDS}
-        stop = body.get("stop")
-        return GenerationRequest(
-            model=body["model"],
-            messages=body["messages"],
-            schema=normalize(body["response_format"]["json_schema"]["schema"]),
-            temperature=body.get("temperature"),
-            top_p=body.get("top_p"),
-            max_tokens=body.get("max_tokens"),
-            seed=body.get("seed"),
-            stop=[stop] if isinstance(stop, str) else stop,
-            extra=rest,
-        )
-
     def _engine_events(
         self, body: dict[str, Any], partial_strings: bool = False
     ) -> AsyncIterator[Event]:
         """In-process: the events of `body`, from this client's engine."""
-        request = self._generation_request(body)
-        return _local_events(self._get_engine(), request, partial_strings)
+        return _local_events(self._get_engine(), body, partial_strings)
 
     def _build_request(
         self,
@@ -452,22 +434,6 @@ class _BaseClient:
         raise NotImplementedError
 
 
-_REQUEST_FIELDS = frozenset(
-    {
-        "model",
-        "messages",
-        "response_format",
-        "temperature",
-        "top_p",
-        "max_tokens",
-        "seed",
-        "stop",
-        "stream",
-        "stream_options",
-    }
-)
-
-
 def _env(*names: str) -> str | None:
     for name in names:
         if value := os.environ.get(name):
@@ -476,11 +442,12 @@ def _env(*names: str) -> str | None:
 
 
 async def _local_events(
-    engine: Engine, request: GenerationRequest, partial_strings: bool = False
+    engine: Engine, body: dict[str, Any], partial_strings: bool = False
 ) -> AsyncIterator[Event]:
-    """In-process: the server's own records, read by the same `_RecordReader`."""
+    """In-process: the server's own records, read by the same `_RecordReader`
+    (`partial_strings`: the body asks for partial records; read them too)."""
     reader = _RecordReader(partial_strings)
-    records = _inprocess.engine_records(engine, request, partial_strings=partial_strings)
+    records = _inprocess.engine_records(engine, body)
     try:
         async for record in records:
             event = reader.read(record)
@@ -801,9 +768,7 @@ class Client(_BaseClient):
             partial_strings=partial_strings,
         )
         if self.in_process:
-            # Made before the loop thread runs anything: this may raise.
-            events = self._engine_events(body, partial_strings)
-            return self._loop_thread().iterate(events)
+            return self._loop_thread().iterate(self._engine_events(body, partial_strings))
         return self._http_events(body, headers, timeout, partial_strings)
 
     def generate(

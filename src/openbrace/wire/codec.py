@@ -290,9 +290,9 @@ class SSEDecoder(_Decoder):
     """Bytes of an SSE patch stream -> records, framed by `SSEEvents`.
 
     `patch` events (and untyped ones) carry an op, `partial` a partial record's body,
-    `done` a done body, `error` an error record; other event types are ignored. An `id` on an op must be the one
-    `OpIds` gives it (its 0-based sequence number): a gap means lost ops, which would
-    corrupt the document, so it is a `ProtocolError`.
+    `done` a done body, `error` an error record; other event types are ignored. An
+    `id` on an op must be the one `OpIds` gives it (its 0-based sequence number): a
+    gap means lost ops, which would corrupt the document, so it is a `ProtocolError`.
     """
 
     def __init__(self) -> None:

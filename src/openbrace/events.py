@@ -280,6 +280,4 @@ class TextEvent:
         return f"TextEvent(field={self.field!r}, text={self.text!r})"
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, TextEvent) and other.path == self.path and other.text == self.text
-        )
+        return isinstance(other, TextEvent) and other.path == self.path and other.text == self.text

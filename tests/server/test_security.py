@@ -1,4 +1,4 @@
-"""Security: keys, secrets in logs and errors, size limits, CORS (issue 7, part 4).
+"""Security: keys, secrets in logs and errors, size limits, CORS.
 
 Servers run on a real uvicorn on loopback; the upstream is the scripted stand-in
 for a GPU cluster (`tests.support.upstream`). The README's "Threat model" section

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests import test_playground as playground
-from tests.test_playground import CHROMIUM, save_screenshot
+from tests.server import test_playground as playground
+from tests.server.test_playground import CHROMIUM, save_screenshot
 
 # The same fixtures: a Chromium per module, a fresh page that may only reach the server.
 browser = playground.browser

@@ -286,11 +286,12 @@ async def test_serve_parallel_batches_http_streams_and_reports_them(served: str)
         assert too_long.status_code == 400
         assert "holds 4096 tokens" in too_long.json()["error"]["message"]
         metrics = (await http.get("/metrics")).text
-    values = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if not line.startswith("#"))
-    assert values["openbrace_slots_total"] == "4"
-    assert values["openbrace_engine_sequences"] == "4"
-    assert values["openbrace_engine_sequences_busy"] == "0"
-    assert float(values["openbrace_engine_batch_sequences"]) > 1
-    assert float(values["openbrace_engine_batch_tokens"]) >= float(
-        values["openbrace_engine_batch_sequences"]
-    )
+    values = {
+        name: float(value)
+        for name, value in (line.rsplit(" ", 1) for line in metrics.splitlines() if line[:1] != "#")
+    }
+    assert values["openbrace_slots_total"] == 4
+    assert values["openbrace_engine_sequences"] == 4
+    assert values["openbrace_engine_sequences_busy"] == 0
+    assert values["openbrace_engine_batch_sequences"] > 1
+    assert values["openbrace_engine_batch_tokens"] >= values["openbrace_engine_batch_sequences"]

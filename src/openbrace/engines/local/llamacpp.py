@@ -264,7 +264,7 @@ def converted(path: Path, fmt: str, cache: Path) -> Path:
     """The weights of `path` written as `fmt` ("bf16", "f16", "q8_0", "q4_0"), cached.
 
     The file is `<stem>.<sha256[:16]>.<fmt>.gguf` in `cache`, written once with
-    llama.cpp's `llama_model_quantize` (~5 s for the default model) and reused after.
+    llama.cpp's `llama_model_quantize` (~3 s for the default model) and reused after.
 
     Raises:
         EngineUnavailableError: llama.cpp could not convert the file.

@@ -181,7 +181,8 @@ class Scheduler:
         self._n_vocab = n_vocab
         self._stats = stats
         self.slots = [Slot(i) for i in range(backend.n_seq)]
-        self._waiting: deque[Job] = deque()
+        self._inbox: list[Job] = []  # submitted, not yet seen by the loop (under _wake)
+        self._waiting: deque[Job] = deque()  # the loop's own from here on
         self._running: list[Job] = []
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -194,7 +195,7 @@ class Scheduler:
         with self._wake:
             if self._closed:
                 raise EngineUnavailableError("the engine was closed")
-            self._waiting.append(job)
+            self._inbox.append(job)
             if self._thread is None and self._threaded:
                 self._thread = threading.Thread(
                     target=self._loop, name="openbrace-batch", daemon=True
@@ -216,6 +217,9 @@ class Scheduler:
             thread = self._thread
         if thread is not None:
             thread.join()
+        with self._wake:
+            self._waiting.extend(self._inbox)
+            self._inbox.clear()
         for job in [*self._running, *self._waiting]:
             self._finish(job, EngineUnavailableError("the engine was closed"))
         self._waiting.clear()
@@ -223,7 +227,7 @@ class Scheduler:
     def _loop(self) -> None:
         while True:
             with self._wake:
-                while not self._closed and not (self._waiting or self._running):
+                while not self._closed and not (self._inbox or self._waiting or self._running):
                     self._wake.wait()
                 if self._closed:
                     return
@@ -254,6 +258,9 @@ class Scheduler:
         return True
 
     def _drop_cancelled(self) -> None:
+        with self._wake:
+            self._waiting.extend(self._inbox)
+            self._inbox.clear()
         for job in [j for j in self._running if j.cancelled]:
             self._finish(job, None)
         self._waiting = deque(j for j in self._waiting if not j.cancelled)
@@ -261,6 +268,8 @@ class Scheduler:
     def _admit(self) -> None:
         """Waiting jobs into free slots, FIFO; one sharing a prompt being evaluated waits."""
         for job in list(self._waiting):
+            if all(slot.job is not None for slot in self.slots):
+                return
             prompt = job.sequence.prompt
             if self._shares_pending_prompt(prompt):
                 continue

@@ -543,8 +543,20 @@ def test_serve_banner_says_whether_the_server_is_open() -> None:
     exposed = _serve_banner("local model m", "0.0.0.0", 8000, ())
     assert any(line.startswith("WARNING: 0.0.0.0 is not a loopback") for line in exposed)
     keyed = _serve_banner("local model m", "0.0.0.0", 8000, ("sekrit",))
-    assert "1 API key(s) configured" in keyed[1] and "sekrit" not in " ".join(keyed)
+    assert any("1 API key(s) configured" in line for line in keyed)
+    assert "sekrit" not in " ".join(keyed)
     assert not any("WARNING" in line for line in keyed)
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [("127.0.0.1", "http://127.0.0.1:8000/"), ("0.0.0.0", "http://127.0.0.1:8000/"),
+     ("::1", "http://[::1]:8000/"), ("example.internal", "http://example.internal:8000/")],
+)  # fmt: skip
+def test_serve_banner_names_the_playground_url(host: str, url: str) -> None:
+    from openbrace.cli import _serve_banner
+
+    assert f"playground: open {url} in a browser" in _serve_banner("m", host, 8000, ())
 
 
 # -- the pieces on their own ----------------------------------------------------------

@@ -66,7 +66,8 @@ def engine_error(exc: Exception) -> PatchStreamError:
         "code": getattr(exc, "code", None),
     }
     # The error object as built; `body` holds the text an HTTP client would have read.
-    return PatchStreamError(status, json.dumps({"error": error}, ensure_ascii=False), error=error)
+    body = json.dumps({"error": error}, ensure_ascii=False)
+    return PatchStreamError(status, body, error=error, in_process=True)
 
 
 class LoopThread:

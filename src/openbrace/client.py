@@ -251,7 +251,7 @@ class _BaseClient:
             if engine is not None
             else base_url or _env("OPENBRACE_BASE_URL", "DOTTXT_BASE_URL")
         )
-        self.base_url = resolved.rstrip("/") if resolved else None
+        self.base_url = _with_scheme(resolved.rstrip("/")) if resolved else None
         self.patch: PatchSource = patch
         self.framing: Framing = framing
         self._engine = engine
@@ -432,6 +432,12 @@ _REQUEST_FIELDS = frozenset(
         "stream_options",
     }
 )
+
+
+def _with_scheme(url: str) -> str:
+    """`127.0.0.1:8000/v1` means `http://127.0.0.1:8000/v1`: httpx would take the host
+    for a scheme and fail with a bare "Connection error"."""
+    return url if "://" in url else f"http://{url}"
 
 
 def _env(*names: str) -> str | None:

@@ -43,7 +43,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..engines.base import Engine
+from ..engines.base import Engine, unknown_model_error
 from .body import ChatPlan, parse_chat_body
 from .errors import ApiError, as_api_error, error_response
 from .limits import Gate, authorized, read_body
@@ -251,13 +251,7 @@ async def _resolve_model(engine: Engine, plan: ChatPlan) -> ChatPlan:
             raise ApiError(503, "the engine serves no model", code="engine_unavailable")
         model = ids[0]
     elif model not in ids:
-        shown = model if len(model) <= 100 else model[:97] + "..."
-        raise ApiError(
-            404,
-            f"model '{shown}' does not exist here; available: {', '.join(ids[:20])}",
-            param="model",
-            code="model_not_found",
-        )
+        raise unknown_model_error(model, ids)
     request = dataclasses.replace(plan.request, model=model)
     return dataclasses.replace(plan, request=request)
 

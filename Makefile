@@ -30,18 +30,19 @@ system-deps:
 	@.ci/system-deps
 
 test: $(VENV)/.dev system-deps
-	$(PY) -m ruff check src tests benchmarks examples
+	$(PY) -m ruff check src tests benchmarks examples docs
 	$(PY) -m mypy
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 	$(PY) -m pytest
 
 # The documentation site on http://127.0.0.1:8001/, rebuilt as you edit.
 docs: $(VENV)/.dev
-	$(PY) -m mkdocs serve --dev-addr 127.0.0.1:8001
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve --dev-addr 127.0.0.1:8001
 
 bench: $(VENV)/.dev
 	$(PY) -m benchmarks
 
 lint: $(VENV)/.dev
-	$(PY) -m ruff check src tests benchmarks examples
-	$(PY) -m ruff format --check src tests benchmarks examples
+	$(PY) -m ruff check src tests benchmarks examples docs
+	$(PY) -m ruff format --check src tests benchmarks examples docs
 	$(PY) -m mypy

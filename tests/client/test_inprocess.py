@@ -67,6 +67,19 @@ def test_in_process_engine_refusal_is_a_patch_stream_error():
     assert info.value.status_code == 404 and info.value.error["param"] == "model"
 
 
+def test_in_process_parses_the_body_as_the_server_does():
+    """One parser: `max_completion_tokens` counts and a bad field is the server's 400."""
+    seen: list[GenerationRequest] = []
+    engine = MockEngine(mock_handler(TEXT, seen=seen))
+    with Client(engine=engine) as client:
+        client.generate(**ask(model="mock", extra={"max_completion_tokens": 5}))
+        assert seen[-1].max_tokens == 5
+        with pytest.raises(PatchStreamError) as info:
+            list(client.stream(**ask(model="mock", extra={"top_p": 7})))
+    assert info.value.status_code == 400 and info.value.error["param"] == "top_p"
+    assert len(seen) == 1, "a refused body never reaches the engine"
+
+
 class Gate:
     """An engine that yields one piece, then waits; it records being closed."""
 
@@ -132,28 +145,3 @@ def test_in_process_chat_and_models_are_the_openai_sdk():
             return [m.id for m in (await client.models.list()).data]
 
     assert asyncio.run(main()) == ["mock-1", "mock-2"]
-
-
-# --- the README example, on the real embedded model ----------------------------------------
-
-
-@pytest.mark.model
-def test_readme_api_example_runs(local_engine, monkeypatch, capsys, tmp_path):
-    """The example in README's API section runs as written, in-process on the real model."""
-    import ast
-    import re
-    import runpy
-    from pathlib import Path
-
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    section = readme.split("<!-- section: api (core) -->", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    for name in ("OPENBRACE_BASE_URL", "DOTTXT_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    script = tmp_path / "readme_example.py"
-    script.write_text(code)
-    runpy.run_path(str(script), run_name="readme_example")  # in sys.modules while it runs
-    lines = capsys.readouterr().out.splitlines()
-    assert re.fullmatch(r"route to the (billing|technical|account) queue", lines[0])
-    document = ast.literal_eval(lines[-1])
-    assert list(document) == ["intent", "urgency", "reply"]

@@ -32,10 +32,10 @@ from starlette.types import Message, Receive, Scope, Send
 
 from .. import wire
 from ..engines.base import Engine, Finish
-from ..exceptions import ServerError, StreamError, StreamTimeoutError
+from ..exceptions import RequestError, ServerError, StreamError, StreamTimeoutError
+from ..request import ChatPlan
 from ..streaming import patch_records
-from .body import ChatPlan
-from .errors import ApiError, as_api_error, error_body
+from .errors import as_request_error, error_response
 from .limits import Gate
 from .metrics import Metrics
 
@@ -80,6 +80,7 @@ class GenerationResponse:
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
         self._send: Send | None = None
+        self._scope: Scope = {"type": "http"}
         self.disconnected = False
         self._started = False  # the status line was sent
         self._status = 0
@@ -88,6 +89,7 @@ class GenerationResponse:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._send = send
+        self._scope = scope
         # The deadline is enforced where the engine is awaited (a `timeout` record);
         # this outer bound also catches a client that stops reading, which would
         # otherwise hold its slot forever with `send` blocked on a full socket.
@@ -141,7 +143,7 @@ class GenerationResponse:
     async def _run(self) -> None:
         try:
             await self.rt.gate.acquire(wait=self.deadline - time.monotonic())
-        except ApiError as exc:
+        except RequestError as exc:
             await self._error(exc)
             return
         self.rt.metrics.streams_in_flight += 1
@@ -199,16 +201,9 @@ class GenerationResponse:
     # -- delivery -----------------------------------------------------------------
 
     async def _error(self, exc: BaseException) -> None:
-        err = as_api_error(exc)
+        err = as_request_error(exc)
         self.rt.metrics.errors["before", err.type] += 1
-        body = json.dumps(error_body(err.message, err.type, err.param, err.code)).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        headers += [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
-        await self._emit({"type": "http.response.start", "status": err.status, "headers": headers})
-        await self._emit({"type": "http.response.body", "body": body})
+        await error_response(err)(self._scope, _no_receive, self._emit)
 
     async def _json(self, source: AsyncIterator[Any], item: Any) -> None:
         parts: list[str] = []
@@ -274,7 +269,7 @@ class GenerationResponse:
         records = wire.number_ops(self._records(source, first), self.op_ids)
         if self.sse:
             return wire.sse_frames(records, keepalive=self.rt.keepalive), wire.SSE
-        frames = wire.ndjson_frames(records, include_usage=self.plan.include_usage)
+        frames = wire.ndjson_frames(records, include_usage=self.plan.options.include_usage)
         return frames, wire.NDJSON
 
     async def _records(
@@ -324,7 +319,7 @@ class GenerationResponse:
             yield _sse_data(item.to_record())
             return
         yield self._chunk({}, finish_reason=item.reason)
-        if self.plan.include_usage:
+        if self.plan.options.include_usage:
             yield _sse_data({**self._chunk_head(), "choices": [], "usage": item.usage.to_dict()})
         yield b"data: [DONE]\n\n"
 
@@ -344,6 +339,10 @@ class GenerationResponse:
 def _sse_data(obj: Any) -> bytes:
     # ASCII-escaped: some OpenAI clients split lines on U+2028 and friends.
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def _no_receive() -> Message:
+    raise RuntimeError("the request body was read before the response started")
 
 
 async def _close(iterator: AsyncIterator[Any]) -> None:

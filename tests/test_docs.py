@@ -69,3 +69,48 @@ def test_console_block_prints_what_it_shows(block: Block, no_server: None) -> No
         command.output = result.stdout + result.stderr
         ran.append(command)
     check_output(block, console_text(ran))
+
+
+# -- the site: mkdocs.yml and docs/hooks.py -------------------------------------------
+
+
+def load_hooks() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs" / "hooks.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_nav_entries_for_pages_not_written_yet_are_dropped(tmp_path: Path) -> None:
+    (tmp_path / "index.md").write_text("# home")
+    (tmp_path / "wire.md").write_text("# wire")
+    nav = [
+        {"Home": "index.md"},
+        {"Guide": [{"Tools": "tools.md"}, {"Resume": "resume.md"}]},  # none exists: all gone
+        {"Reference": [{"Wire": "wire.md"}, {"Architecture": "architecture.md"}]},
+        {"Elsewhere": "https://example.invalid/"},
+    ]
+    assert load_hooks()._existing(nav, tmp_path) == [
+        {"Home": "index.md"},
+        {"Reference": [{"Wire": "wire.md"}]},
+        {"Elsewhere": "https://example.invalid/"},
+    ]
+
+
+def test_the_site_builds_strictly_with_the_benchmark_results_in_it(tmp_path: Path) -> None:
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "benchmarks" / "index.html").read_text(encoding="utf-8")
+    results = (ROOT / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8")
+    for heading in ("Machine", "Goals", "4. Server: ops per stream and added latency"):
+        assert f"## {heading}" in results and heading in page
+    for plot in (ROOT / "benchmarks").glob("*.png"):
+        assert (tmp_path / "benchmarks" / plot.name).read_bytes() == plot.read_bytes()
+        assert f'src="{plot.name}"' in page or f"/{plot.name}" in page

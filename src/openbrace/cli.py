@@ -503,7 +503,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    """The README's main job: the public SDK, in-process, over the embedded model."""
+    """The quick start's demo: the public SDK, in-process, over the embedded model."""
     import time
 
     from .client import AsyncClient

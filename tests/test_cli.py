@@ -326,3 +326,28 @@ def test_live_skeleton_follows_refs_through_escaped_keys() -> None:
     }
     # `~1` is `/` and `~0` is `~` (RFC 6901); `#anchor` is a name, not a pointer.
     assert skeleton(schema) == ["/a", "/a/c", "/b"]
+
+
+def test_serve_banner_says_whether_the_server_is_open() -> None:
+    from openbrace.cli import _serve_banner
+
+    open_local = _serve_banner("local model m", "127.0.0.1", 8000, ())
+    assert "no API key configured: the server is open" in open_local
+    assert not any("WARNING" in line for line in open_local)
+    exposed = _serve_banner("local model m", "0.0.0.0", 8000, ())
+    assert any(line.startswith("WARNING: 0.0.0.0 is not a loopback") for line in exposed)
+    keyed = _serve_banner("local model m", "0.0.0.0", 8000, ("sekrit",))
+    assert any("1 API key(s) configured" in line for line in keyed)
+    assert "sekrit" not in " ".join(keyed)
+    assert not any("WARNING" in line for line in keyed)
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [("127.0.0.1", "http://127.0.0.1:8000/"), ("0.0.0.0", "http://127.0.0.1:8000/"),
+     ("::1", "http://[::1]:8000/"), ("example.internal", "http://example.internal:8000/")],
+)  # fmt: skip
+def test_serve_banner_names_the_playground_url(host: str, url: str) -> None:
+    from openbrace.cli import _serve_banner
+
+    assert f"playground: open {url} in a browser" in _serve_banner("m", host, 8000, ())

@@ -23,7 +23,7 @@ from tests.support.browser import ARGS as CHROMIUM_ARGS
 from tests.support.browser import require_chromium
 from tests.support.loopback import wait_until
 
-OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
+OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
 CHROMIUM = require_chromium()  # else the module is skipped, with one line saying how to enable
 
 pytestmark = pytest.mark.browser

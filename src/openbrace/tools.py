@@ -48,11 +48,13 @@ __all__ = [
     "ToolChoice",
     "ToolFields",
     "ToolSpec",
+    "arguments_json",
     "as_tool",
     "new_call_id",
     "openai_tool_choice",
     "openai_tools",
     "parse_tool_fields",
+    "schema_error",
 ]
 
 TOOL_FIELDS = frozenset({"tools", "tool_choice", "parallel_tool_calls"})

@@ -8,6 +8,10 @@ the moment it exists, and ends with exactly one control record:
 - `{"error": {"message": ..., "type": ..., "code": ...}}` on failure, after which
   the ops already yielded stay valid (SPEC section 4).
 
+With `partial_strings=True` the emitter's partial records (`{"partial": {"path",
+"text"}}`, the text of string values as it is written) come interleaved with the
+ops, in the order the emitter gives them.
+
 Errors raised before the first delta (an unsupported schema, an unknown model)
 propagate as exceptions, so the server can still answer with a 4xx status.
 
@@ -52,8 +56,11 @@ Record = dict[str, Any]
 log = logging.getLogger("openbrace")
 
 
-async def patch_records(engine: Engine, request: GenerationRequest) -> AsyncIterator[Record]:
-    """Ops for `request`, then one `done` or `error` record. See the module docstring."""
+async def patch_records(
+    engine: Engine, request: GenerationRequest, *, partial_strings: bool = False
+) -> AsyncIterator[Record]:
+    """Ops (and partial records, if asked) for `request`, then one `done` or `error`
+    record. See the module docstring."""
     deltas = engine.generate(request)
     try:
         first = await deltas.__anext__()  # pre-stream errors propagate from here
@@ -61,25 +68,26 @@ async def patch_records(engine: Engine, request: GenerationRequest) -> AsyncIter
         first = Finish()
     if request.calls_allowed:
         async with aclosing(deltas):  # type: ignore[type-var]
-            async for record in _message_records(deltas, first, request):
+            async for record in _message_records(deltas, first, request, partial_strings):
                 yield record
         return
     async with aclosing(deltas):  # type: ignore[type-var]
-        emitter = PatchEmitter()
+        emitter = PatchEmitter(partial_strings=partial_strings)
         document: Any = None
         try:
             item = first
             while not isinstance(item, Finish):
                 if not isinstance(item, str):
                     raise InvalidOutputError("the model called a tool, but calls are not allowed")
-                for op in emitter.feed(item):
-                    document = apply_add(document, op["path"], _fresh(op["value"]))
-                    yield op
+                for record in emitter.feed(item):
+                    if "op" in record:
+                        document = apply_add(document, record["path"], _fresh(record["value"]))
+                    yield record
                 item = await deltas.__anext__()
-            ops = _close(emitter, item)
-            for op in ops:
-                document = apply_add(document, op["path"], _fresh(op["value"]))
-                yield op
+            for record in _close(emitter, item):
+                if "op" in record:
+                    document = apply_add(document, record["path"], _fresh(record["value"]))
+                yield record
             _check_schema(document, request.schema)
         except StreamError as exc:
             for op in getattr(exc, "ops", ()):  # completed before the bad byte: still valid
@@ -131,10 +139,10 @@ def _fresh(value: Any) -> Any:
 
 
 async def _message_records(
-    deltas: AsyncIterator[Item], first: Item, request: GenerationRequest
+    deltas: AsyncIterator[Item], first: Item, request: GenerationRequest, partial_strings: bool
 ) -> AsyncIterator[Record]:
     """`patch_records` for a request with tools: the assistant message as ops."""
-    message = MessageOps(request)
+    message = MessageOps(request, partial_strings=partial_strings)
     try:
         item = first
         while not isinstance(item, Finish):
@@ -166,10 +174,14 @@ class MessageOps:
     `PatchEmitter` under `/tool_calls/N/arguments`. Each call's arguments are checked
     against its tool's schema when the call ends (an upstream is not constrained):
     `InvalidOutputError` carrying the ops completed before the fault.
+
+    With `partial_strings`, content text and the arguments' string values also come
+    as partial records (`/content`, `/tool_calls/N/arguments/...`) as they are written.
     """
 
-    def __init__(self, request: GenerationRequest) -> None:
+    def __init__(self, request: GenerationRequest, *, partial_strings: bool = False) -> None:
         self._request = request
+        self._partial = partial_strings
         self._tools = {tool.name: tool for tool in request.tools}
         self._opened = False
         self._content: list[str] = []
@@ -182,6 +194,8 @@ class MessageOps:
             if item and self._calls:
                 raise InvalidOutputError("the model wrote text after a tool call")
             self._content.append(item)
+            if self._partial and item:
+                ops.append({"partial": {"path": "/content", "text": item}})
             return ops
         if isinstance(item, Finish):
             return ops
@@ -191,7 +205,7 @@ class MessageOps:
         if item.index == len(self._calls):
             if self._calls:
                 ops += self._end(self._calls[-1])
-            self._calls.append(_CallOps(item.index))
+            self._calls.append(_CallOps(item.index, self._partial))
         elif item.index != len(self._calls) - 1:
             raise InvalidOutputError(f"tool call {item.index} arrived out of order")
         call = self._calls[-1]
@@ -253,12 +267,12 @@ class MessageOps:
 class _CallOps:
     """One call: its id and name, then its arguments' ops under `/tool_calls/N/arguments`."""
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, partial_strings: bool = False) -> None:
         self.index = index
         self.id: str | None = None
         self.name = ""
         self.arguments: Any = None  # the arguments document, built from the ops
-        self._emitter = PatchEmitter()
+        self._emitter = PatchEmitter(partial_strings=partial_strings)
         self._base = f"/tool_calls/{index}"
         self._head_sent = False
         self._fed = False
@@ -299,13 +313,18 @@ class _CallOps:
         ]
 
     def prefix(self, ops: list[Record]) -> list[Record]:
-        out = []
+        out: list[Record] = []
+        base = f"{self._base}/arguments"
         for op in ops:
+            if "partial" in op:
+                partial = op["partial"]
+                out.append({"partial": {"path": base + partial["path"], "text": partial["text"]}})
+                continue
             path = op["path"]
             if path == "" and not isinstance(op["value"], dict):
                 raise InvalidOutputError("the arguments of a tool call must be a JSON object")
             self.arguments = apply_add(self.arguments, path, _fresh(op["value"]))
-            out.append({"op": "add", "path": f"{self._base}/arguments{path}", "value": op["value"]})
+            out.append({"op": "add", "path": base + path, "value": op["value"]})
         return out
 
 

@@ -283,3 +283,26 @@ def test_patch_mode_without_tools_is_unchanged_by_them() -> None:
         {"op": "add", "path": "/a", "value": 1},
         {"done": {"finish_reason": "stop", "usage": records[-1]["done"]["usage"]}},
     ]
+
+
+def test_partial_strings_with_tools_spell_content_and_string_arguments() -> None:
+    items = ["Let me ", "look.", *deltas(0, "lookup", '{"order_id": "A-17-B"}', [15, 18])]
+    request = request_with_tools()
+
+    async def handler(_: GenerationRequest) -> AsyncIterator[Any]:
+        for item in [*items, Finish("tool_calls")]:
+            yield item
+
+    async def collect() -> list[dict[str, Any]]:
+        engine = MockEngine(handler)
+        return [r async for r in patch_records(engine, request, partial_strings=True)]
+
+    records = anyio.run(collect)
+    texts: dict[str, str] = {}
+    for record in records:
+        if "partial" in record:
+            path = record["partial"]["path"]
+            texts[path] = texts.get(path, "") + record["partial"]["text"]
+    message = rebuild(records)
+    assert texts["/content"] == message["content"] == "Let me look."
+    assert texts["/tool_calls/0/arguments/order_id"] == "A-17-B"

@@ -100,7 +100,7 @@ def parse_chat(body: bytes | Mapping[str, Any]) -> ChatPlan:
     schema = _schema(fields.get("response_format"))
     messages = _messages(fields.get("messages"))
     tools = parse_tool_fields(fields, messages)
-    if mode == "patch" and schema is None and not tools.calls_allowed:
+    if mode == "patch" and schema is None and not tools.tools:
         raise _bad(
             'stream "patch" needs a response_format of type "json_schema" or "json_object", '
             "or tools",

@@ -15,7 +15,7 @@ ops, in the order the emitter gives them.
 Errors raised before the first delta (an unsupported schema, an unknown model)
 propagate as exceptions, so the server can still answer with a 4xx status.
 
-With tools (a request whose model may call), the document is the assistant
+With tools (whatever the tool_choice), the document is the assistant
 message, built by `MessageOps` (docs/tools.md, "Patch mode"):
 
     {"op": "add", "path": "", "value": {}}
@@ -66,7 +66,7 @@ async def patch_records(
         first = await deltas.__anext__()  # pre-stream errors propagate from here
     except StopAsyncIteration:
         first = Finish()
-    if request.calls_allowed:
+    if request.tools:
         async with aclosing(deltas):  # type: ignore[type-var]
             async for record in _message_records(deltas, first, request, partial_strings):
                 yield record

@@ -54,7 +54,9 @@ __all__ = [
     "openai_tool_choice",
     "openai_tools",
     "parse_tool_fields",
+    "parsed_calls",
     "schema_error",
+    "tool_fields",
 ]
 
 TOOL_FIELDS = frozenset({"tools", "tool_choice", "parallel_tool_calls"})
@@ -128,11 +130,16 @@ class ToolCallDelta:
 
 @dataclass(frozen=True)
 class ToolCall:
-    """A finished call: `arguments` is the JSON text the model wrote."""
+    """A finished call: `arguments` is the JSON text the model wrote.
+
+    `parsed` (from the SDK's `generate`) is the arguments as JSON data, or as an
+    instance of the tool's Pydantic model when the tool was given as one.
+    """
 
     id: str
     name: str
     arguments: str
+    parsed: Any = None
 
     def to_openai(self) -> dict[str, Any]:
         """OpenAI's `message.tool_calls[]` entry."""
@@ -388,6 +395,50 @@ def as_tool(tool: Any) -> dict[str, Any]:
     raise TypeError(
         f"a tool must be a Pydantic model class, a ToolSpec or an OpenAI tool dict, not {tool!r}"
     )
+
+
+def tool_fields(tools: Any, tool_choice: Any = None) -> dict[str, Any]:
+    """The body fields for the SDK's `tools=` and `tool_choice=`.
+
+    `tool_choice` may also be a tool's name or its Pydantic model class (call that one).
+    """
+    fields: dict[str, Any] = {"tools": [as_tool(tool) for tool in tools]}
+    if tool_choice is None:
+        return fields
+    if isinstance(tool_choice, type):
+        tool_choice = tool_choice.__name__
+    if isinstance(tool_choice, str) and tool_choice not in ("none", "auto", "required"):
+        tool_choice = {"type": "function", "function": {"name": tool_choice}}
+    fields["tool_choice"] = tool_choice
+    return fields
+
+
+def parsed_calls(calls: list[dict[str, Any]], tools: Any) -> list[ToolCall]:
+    """The calls of a patch-mode message (`{"id", "name", "arguments"}` each) as
+    `ToolCall`s, `parsed` as the tool's Pydantic model when it is one."""
+    from pydantic import BaseModel, ValidationError
+
+    from .exceptions import InvalidOutputError
+
+    models = {
+        tool.__name__: tool
+        for tool in tools
+        if isinstance(tool, type) and issubclass(tool, BaseModel)
+    }
+    out = []
+    for call in calls:
+        arguments, model = call.get("arguments", {}), models.get(call.get("name", ""))
+        parsed: Any = arguments
+        if model is not None:
+            try:
+                parsed = model.model_validate(arguments)
+            except ValidationError as exc:
+                raise InvalidOutputError(
+                    f"the arguments do not validate as {model.__name__}: {exc}"
+                ) from exc
+        text = json.dumps(arguments, ensure_ascii=False)
+        out.append(ToolCall(call.get("id", ""), call.get("name", ""), text, parsed))
+    return out
 
 
 def arguments_json(arguments: str) -> Any:

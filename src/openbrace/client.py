@@ -292,7 +292,7 @@ class _BaseClient:
             if engine is not None
             else base_url or _env("OPENBRACE_BASE_URL", "DOTTXT_BASE_URL")
         )
-        self.base_url = resolved.rstrip("/") if resolved else None
+        self.base_url = _with_scheme(resolved.rstrip("/")) if resolved else None
         self.patch: PatchSource = patch
         self.framing: Framing = framing
         self._engine = engine
@@ -452,6 +452,12 @@ class _BaseClient:
     def _asgi_client(self, app: Any) -> httpx.Client | httpx.AsyncClient:
         """An httpx client whose requests `app` answers in this process."""
         raise NotImplementedError
+
+
+def _with_scheme(url: str) -> str:
+    """`127.0.0.1:8000/v1` means `http://127.0.0.1:8000/v1`: httpx would take the host
+    for a scheme and fail with a bare "Connection error"."""
+    return url if "://" in url else f"http://{url}"
 
 
 def _env(*names: str) -> str | None:

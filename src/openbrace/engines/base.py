@@ -24,7 +24,7 @@ Contract:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
@@ -43,6 +43,7 @@ __all__ = [
     "ModelInfo",
     "ToolCallDelta",
     "Usage",
+    "unknown_model_error",
 ]
 
 FinishReason = Literal["stop", "length", "tool_calls"]
@@ -152,3 +153,15 @@ class MockEngine(Engine):
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[Item]:
         return self._handler(request)
+
+
+def unknown_model_error(model: str, available: Sequence[str]) -> EngineRequestError:
+    """The one refusal of an unknown model id (404), in-process and through a server alike."""
+    shown = model if len(model) <= 100 else model[:97] + "..."
+    listed = ", ".join(repr(i) for i in available[:20]) or "none"
+    return EngineRequestError(
+        f"model {shown!r} not found; available: {listed}",
+        status=404,
+        param="model",
+        code="model_not_found",
+    )

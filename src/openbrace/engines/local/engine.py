@@ -191,26 +191,31 @@ class LocalEngine(Engine):
         options = self._options(request)
         loaded = await anyio.to_thread.run_sync(self._loaded)
         sequence = await anyio.to_thread.run_sync(self._sequence, loaded, request, options)
-        if loaded.scheduler is not None:
-            async for item in _batched(loaded.scheduler, sequence):
+        calls = CallParser() if request.calls_allowed else None
+        async for text in self._texts(loaded, sequence):
+            for item in calls.feed(text) if calls is not None else (text,):
                 yield item
+        reason = sequence.reason or "stop"
+        if calls is not None and calls.calls and reason == "stop":
+            reason = "tool_calls"
+        yield Finish(reason, Usage(len(sequence.prompt), sequence.produced))
+
+    async def _texts(self, loaded: _Loaded, sequence: Sequence) -> AsyncIterator[str]:
+        """The sequence's text as it is generated: in the batch, or alone under the lock."""
+        if loaded.scheduler is not None:
+            async for text in _batched(loaded.scheduler, sequence):
+                yield text
             return
         async with _held(self._run_lock):
             if loaded is not self._model:  # aclose() ran while this request waited
                 raise EngineUnavailableError("the engine was closed")
-            calls = CallParser() if request.calls_allowed else None
             text = await anyio.to_thread.run_sync(self._prefill, loaded.model, sequence)
             while True:
                 if text:
-                    for item in calls.feed(text) if calls is not None else (text,):
-                        yield item
+                    yield text
                 if sequence.reason is not None:
                     break
                 text = await anyio.to_thread.run_sync(self._step, loaded.model, sequence)
-        reason = sequence.reason
-        if calls is not None and calls.calls and reason == "stop":
-            reason = "tool_calls"
-        yield Finish(reason, Usage(len(sequence.prompt), sequence.produced))
 
     def _options(self, request: GenerationRequest) -> _Options:
         """Check the request against this engine; raises before any work."""
@@ -376,8 +381,8 @@ class _Options:
     instruct: bool
 
 
-async def _batched(scheduler: Scheduler, sequence: Sequence) -> AsyncIterator[str | Finish]:
-    """Run `sequence` in the scheduler: its text as it comes, then its `Finish`.
+async def _batched(scheduler: Scheduler, sequence: Sequence) -> AsyncIterator[str]:
+    """Run `sequence` in the scheduler: its text as it comes.
 
     The scheduler's thread hands items to this loop through `call_soon_threadsafe`;
     when the consumer stops, the job is cancelled and leaves the batch at the next step.
@@ -405,7 +410,6 @@ async def _batched(scheduler: Scheduler, sequence: Sequence) -> AsyncIterator[st
     finally:
         job.cancel()
         scheduler.wake()
-    yield Finish(sequence.reason or "stop", Usage(len(sequence.prompt), sequence.produced))
 
 
 def _recent_mean(batches: deque[tuple[int, int]], index: int, last: int = 100) -> float:

@@ -16,7 +16,8 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -192,25 +193,33 @@ class LocalEngine(Engine):
         loaded = await anyio.to_thread.run_sync(self._loaded)
         sequence = await anyio.to_thread.run_sync(self._sequence, loaded, request, options)
         if loaded.scheduler is not None:
-            async for item in _batched(loaded.scheduler, sequence):
-                yield item
-            return
-        async with _held(self._run_lock):
-            if loaded is not self._model:  # aclose() ran while this request waited
-                raise EngineUnavailableError("the engine was closed")
-            calls = CallParser() if request.calls_allowed else None
-            text = await anyio.to_thread.run_sync(self._prefill, loaded.model, sequence)
-            while True:
-                if text:
-                    for item in calls.feed(text) if calls is not None else (text,):
-                        yield item
-                if sequence.reason is not None:
-                    break
-                text = await anyio.to_thread.run_sync(self._step, loaded.model, sequence)
-        reason = sequence.reason
+            texts = _batched(loaded.scheduler, sequence)
+        else:
+            texts = self._one_at_a_time(loaded, sequence)
+        calls = CallParser() if request.calls_allowed else None
+        async with aclosing(texts):
+            async for text in texts:
+                for item in calls.feed(text) if calls is not None else (text,):
+                    yield item
+        reason = sequence.reason or "stop"
         if calls is not None and calls.calls and reason == "stop":
             reason = "tool_calls"
         yield Finish(reason, Usage(len(sequence.prompt), sequence.produced))
+
+    async def _one_at_a_time(
+        self, loaded: _Loaded, sequence: Sequence
+    ) -> AsyncGenerator[str, None]:
+        """Run `sequence` alone on the model, holding the engine's one context."""
+        async with _held(self._run_lock):
+            if loaded is not self._model:  # aclose() ran while this request waited
+                raise EngineUnavailableError("the engine was closed")
+            text = await anyio.to_thread.run_sync(self._prefill, loaded.model, sequence)
+            while True:
+                if text:
+                    yield text
+                if sequence.reason is not None:
+                    return
+                text = await anyio.to_thread.run_sync(self._step, loaded.model, sequence)
 
     def _options(self, request: GenerationRequest) -> _Options:
         """Check the request against this engine; raises before any work."""
@@ -376,8 +385,8 @@ class _Options:
     instruct: bool
 
 
-async def _batched(scheduler: Scheduler, sequence: Sequence) -> AsyncIterator[str | Finish]:
-    """Run `sequence` in the scheduler: its text as it comes, then its `Finish`.
+async def _batched(scheduler: Scheduler, sequence: Sequence) -> AsyncGenerator[str, None]:
+    """Run `sequence` in the scheduler: its text as it comes.
 
     The scheduler's thread hands items to this loop through `call_soon_threadsafe`;
     when the consumer stops, the job is cancelled and leaves the batch at the next step.
@@ -405,7 +414,6 @@ async def _batched(scheduler: Scheduler, sequence: Sequence) -> AsyncIterator[st
     finally:
         job.cancel()
         scheduler.wake()
-    yield Finish(sequence.reason or "stop", Usage(len(sequence.prompt), sequence.produced))
 
 
 def _recent_mean(batches: deque[tuple[int, int]], index: int, last: int = 100) -> float:

@@ -1,9 +1,12 @@
-"""PatchEvent, and applying `add` ops to build documents.
+"""PatchEvent and TextEvent, and applying `add` ops to build documents.
 
 A `Document` applies ops in order and hands out one `PatchEvent` per op. Reading
 an event's `field` or `value` costs O(1); its `snapshot` (an independent deep copy
 of the document right after that op) is only built when read, so a consumer that
 never looks at snapshots never pays for them.
+
+A `TextEvent` is a piece of a string value still being written: one per partial
+record, for a client that asked for partial strings.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 from . import pointer
 from .exceptions import PointerError
 
-__all__ = ["Document", "PatchEvent", "apply_add", "copy_json"]
+__all__ = ["Document", "PatchEvent", "TextEvent", "apply_add", "copy_json"]
 
 _CONTAINERS = (dict, list)
 
@@ -80,11 +83,12 @@ class Document:
     `value` is the live document: read it, do not change it.
     """
 
-    __slots__ = ("_ops", "value")
+    __slots__ = ("_ops", "_tools", "value")
 
     def __init__(self) -> None:
         self.value: Any = None
         self._ops: list[tuple[str, Any]] = []  # (path, value) of every op applied
+        self._tools: dict[str, str] = {}  # tool name of each call, by its index token
 
     def apply(self, op: dict[str, Any]) -> PatchEvent:
         """Check and apply one `add` op; return its event.
@@ -113,7 +117,15 @@ class Document:
         else:
             self.value = apply_add(self.value, path, value)
             self._ops.append((path, value))
-        return PatchEvent(op, self, len(self._ops))
+        tool = self._tool(path, value) if path.startswith("/tool_calls/") else None
+        return PatchEvent(op, self, len(self._ops), tool)
+
+    def _tool(self, path: str, value: Any) -> str | None:
+        """The tool name of the call at `path` as of this op (a name op sets it)."""
+        index, _, rest = path[12:].partition("/")
+        if rest == "name" and isinstance(value, str):
+            self._tools[index] = value
+        return self._tools.get(index)
 
     def snapshot_after(self, count: int) -> Any:
         """An independent copy of the document after its first `count` ops.
@@ -145,23 +157,34 @@ class PatchEvent:
             Built on first read (O(document size)) and cached: every read returns
             the same object. Later ops never change it, so stashing events is safe.
 
+    With tools (the document is the assistant message, docs/tools.md):
+
+        call: the index of the tool call the op belongs to (`/tool_calls/N/...`),
+            else None.
+        tool: that call's tool name. The name's own op comes before the call's
+            first argument, so every argument's event knows its tool.
+        argument: the op's place inside the call's arguments, like `field`:
+            `"order_id"`, `"items/0"`; `""` for the arguments object; else None.
+
     Events are immutable: setting an attribute raises `AttributeError`.
     """
 
-    __slots__ = ("_count", "_doc", "_snapshot", "op")
+    __slots__ = ("_count", "_doc", "_snapshot", "_tool", "op")
 
     op: dict[str, Any]
     _doc: Document
     _count: int
     _snapshot: Any
+    _tool: str | None
 
     _UNSET: Any = object()
 
-    def __init__(self, op: dict[str, Any], doc: Document, count: int):
+    def __init__(self, op: dict[str, Any], doc: Document, count: int, tool: str | None = None):
         object.__setattr__(self, "op", op)
         object.__setattr__(self, "_doc", doc)
         object.__setattr__(self, "_count", count)
         object.__setattr__(self, "_snapshot", PatchEvent._UNSET)
+        object.__setattr__(self, "_tool", tool)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("PatchEvent is immutable")
@@ -190,6 +213,33 @@ class PatchEvent:
         return pointer.split(self.path)
 
     @property
+    def call(self) -> int | None:
+        """The index of the tool call this op belongs to, or None (see the class)."""
+        path = self.path
+        if not path.startswith("/tool_calls/"):
+            return None
+        index = path[12:].split("/", 1)[0]
+        return int(index) if index.isascii() and index.isdigit() else None
+
+    @property
+    def tool(self) -> str | None:
+        """The name of the tool this op's call calls, once its name op has arrived."""
+        return self._tool
+
+    @property
+    def argument(self) -> str | None:
+        """Where in its call's arguments this op adds (`"order_id"`), `""` for the
+        arguments object itself, None for ops outside a call's arguments."""
+        index = self.call
+        if index is None:
+            return None
+        prefix = f"/tool_calls/{index}/arguments"
+        path = self.path
+        if path == prefix:
+            return ""
+        return path[len(prefix) + 1 :] if path.startswith(prefix + "/") else None
+
+    @property
     def is_leaf(self) -> bool:
         """False for the root seed and container opens (an empty `{}`/`[]` that later
         ops may fill); True for a value that arrives complete, however falsy."""
@@ -212,3 +262,69 @@ class PatchEvent:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PatchEvent) and other.op == self.op
+
+
+class TextEvent:
+    """A piece of a string value that is still being written (a partial record).
+
+    The string's own `PatchEvent` follows the last piece and carries the whole value:
+    that one says the string is complete.
+
+    Attributes:
+        path: the string's RFC 6901 pointer, `"/reply"`; `""` for a root string.
+        field: `path` without its leading `/`: `"reply"`, `"steps/0"`.
+        keys: the unescaped path tokens, `("steps", "0")`.
+        text: the text written since the last piece (decoded: escapes resolved,
+            whole characters only).
+        so_far: all the text of this string so far, this piece included. Joined on
+            first read (O(length so far)) and cached.
+
+    Events are immutable: setting an attribute raises `AttributeError`.
+    """
+
+    __slots__ = ("_count", "_pieces", "_so_far", "path", "text")
+
+    path: str
+    text: str
+    _pieces: list[str]
+    _count: int
+    _so_far: str | None
+
+    def __init__(self, path: str, text: str, pieces: list[str]):
+        """`pieces`: every piece of this string so far, this one last (shared, append-only)."""
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "text", text)
+        object.__setattr__(self, "_pieces", pieces)
+        object.__setattr__(self, "_count", len(pieces))
+        object.__setattr__(self, "_so_far", None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("TextEvent is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("TextEvent is immutable")
+
+    @property
+    def field(self) -> str:
+        """`path` without its leading `/` (still escaped): `"steps/0"`."""
+        return self.path[1:]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The unescaped path tokens: `("a/b", "0")` for `"/a~1b/0"`."""
+        return pointer.split(self.path)
+
+    @property
+    def so_far(self) -> str:
+        """The string's text up to and including this piece."""
+        if self._so_far is None:
+            pieces = self._pieces
+            joined = "".join(pieces if len(pieces) == self._count else pieces[: self._count])
+            object.__setattr__(self, "_so_far", joined)
+        return self._so_far  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return f"TextEvent(field={self.field!r}, text={self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TextEvent) and other.path == self.path and other.text == self.text

@@ -16,7 +16,8 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -191,21 +192,24 @@ class LocalEngine(Engine):
         options = self._options(request)
         loaded = await anyio.to_thread.run_sync(self._loaded)
         sequence = await anyio.to_thread.run_sync(self._sequence, loaded, request, options)
+        if loaded.scheduler is not None:
+            texts = _batched(loaded.scheduler, sequence)
+        else:
+            texts = self._one_at_a_time(loaded, sequence)
         calls = CallParser() if request.calls_allowed else None
-        async for text in self._texts(loaded, sequence):
-            for item in calls.feed(text) if calls is not None else (text,):
-                yield item
+        async with aclosing(texts):
+            async for text in texts:
+                for item in calls.feed(text) if calls is not None else (text,):
+                    yield item
         reason = sequence.reason or "stop"
         if calls is not None and calls.calls and reason == "stop":
             reason = "tool_calls"
         yield Finish(reason, Usage(len(sequence.prompt), sequence.produced))
 
-    async def _texts(self, loaded: _Loaded, sequence: Sequence) -> AsyncIterator[str]:
-        """The sequence's text as it is generated: in the batch, or alone under the lock."""
-        if loaded.scheduler is not None:
-            async for text in _batched(loaded.scheduler, sequence):
-                yield text
-            return
+    async def _one_at_a_time(
+        self, loaded: _Loaded, sequence: Sequence
+    ) -> AsyncGenerator[str, None]:
+        """Run `sequence` alone on the model, holding the engine's one context."""
         async with _held(self._run_lock):
             if loaded is not self._model:  # aclose() ran while this request waited
                 raise EngineUnavailableError("the engine was closed")
@@ -214,7 +218,7 @@ class LocalEngine(Engine):
                 if text:
                     yield text
                 if sequence.reason is not None:
-                    break
+                    return
                 text = await anyio.to_thread.run_sync(self._step, loaded.model, sequence)
 
     def _options(self, request: GenerationRequest) -> _Options:
@@ -381,7 +385,7 @@ class _Options:
     instruct: bool
 
 
-async def _batched(scheduler: Scheduler, sequence: Sequence) -> AsyncIterator[str]:
+async def _batched(scheduler: Scheduler, sequence: Sequence) -> AsyncGenerator[str, None]:
     """Run `sequence` in the scheduler: its text as it comes.
 
     The scheduler's thread hands items to this loop through `call_soon_threadsafe`;

@@ -110,6 +110,12 @@ def _emitter(out_dir: Path, *, smoke: bool = False) -> Section:
     )
 
 
+def _quality(out_dir: Path, *, smoke: bool = False) -> Section:
+    from . import quality
+
+    return quality.run(out_dir, smoke=smoke)
+
+
 BENCHMARKS: dict[str, Callable[..., Section]] = {
     "extraction": extraction.run,
     "emitter": _emitter,
@@ -117,6 +123,7 @@ BENCHMARKS: dict[str, Callable[..., Section]] = {
     "engine": _engine,
     "generation": _generation,
     "server": server.run,
+    "quality": _quality,
 }
 
 

@@ -20,6 +20,7 @@ from llama_cpp.llama_chat_format import CHATML_CHAT_TEMPLATE, Jinja2ChatFormatte
 from numpy.typing import NDArray
 
 from ..base import EngineRequestError, EngineUnavailableError
+from .files import is_gguf
 
 __all__ = ["LlamaModel"]
 
@@ -33,6 +34,7 @@ class LlamaModel:
     Attributes:
         n_ctx: the context window in tokens.
         n_vocab: the width of the logits (may exceed the tokenizer's vocabulary).
+        family: the GGUF's `general.basename` (else its architecture), lower case.
         tokenizer: llguidance's tokenizer over the model's vocabulary.
     """
 
@@ -44,7 +46,12 @@ class LlamaModel:
         self.tokenizer = llguidance.llamacpp.lltokenizer_from_vocab(self._vocab)
         model = llm._model
         eos, bos = llm.token_eos(), llm.token_bos()
-        template = llm.metadata.get("tokenizer.chat_template") or CHATML_CHAT_TEMPLATE
+        metadata = llm.metadata
+        # The family picks the default `instruct` level (prompt.FAMILY_INSTRUCT).
+        self.family = str(
+            metadata.get("general.basename") or metadata.get("general.architecture") or ""
+        ).lower()
+        template = metadata.get("tokenizer.chat_template") or CHATML_CHAT_TEMPLATE
         self._formatter = Jinja2ChatFormatter(
             template=template,
             eos_token=model.token_get_text(eos) if eos != -1 else "",
@@ -60,6 +67,10 @@ class LlamaModel:
         """
         if not path.is_file():
             raise EngineUnavailableError(f"model file not found: {path}")
+        if not is_gguf(path):
+            raise EngineUnavailableError(
+                f"{path} is not a GGUF file (it does not start with 'GGUF')"
+            )
         try:
             llm = llama_cpp.Llama(
                 model_path=str(path),

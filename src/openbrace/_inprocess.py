@@ -123,7 +123,7 @@ class SyncASGITransport(httpx.BaseTransport):
     """A sync httpx transport onto an ASGI app, run on a `LoopThread` (buffered)."""
 
     def __init__(self, app: Any, loop: LoopThread) -> None:
-        self._asgi = httpx.ASGITransport(app=app)
+        self._asgi = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         self._loop = loop
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:

@@ -599,7 +599,8 @@ class AsyncClient(_BaseClient):
         return openai.AsyncOpenAI
 
     def _asgi_client(self, app: Any) -> httpx.AsyncClient:
-        transport = httpx.ASGITransport(app=app)
+        # A bug answers 500, as it would over HTTP, instead of raising here.
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         return httpx.AsyncClient(transport=transport, base_url=_inprocess.IN_PROCESS_URL)
 
     async def close(self) -> None:

@@ -25,10 +25,8 @@ replica depends on), so any number of replicas can sit behind a load balancer.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,36 +36,25 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Mount, Route
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..engines.base import Engine
-from ..exceptions import RequestError
-from ..request import ChatPlan, parse_chat
+from ..exceptions import OpenBraceError
+from . import endpoints
+from .auth import RequireKey
 from .errors import as_request_error, error_response
-from .limits import Gate, authorized, read_body
-from .metrics import CONTENT_TYPE, Metrics
-from .responses import GenerationResponse, Runtime
+from .limits import Gate
+from .metrics import Metrics
+from .responses import Runtime
 
 __all__ = ["STATIC_DIR", "ServerConfig", "create_app"]
 
 log = logging.getLogger("openbrace.server")
 
 STATIC_DIR = Path(__file__).parent / "static"
-
-_ROUTES = frozenset(
-    {
-        "/v1/chat/completions",
-        "/v1/models",
-        "/chat/completions",
-        "/models",
-        "/healthz",
-        "/metrics",
-        "/",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -107,9 +94,6 @@ class ServerConfig:
             raise ValueError("an API key cannot be empty")
 
 
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
 def create_app(
     engine: Engine, config: ServerConfig | None = None, *, close_engine: bool = False
 ) -> Starlette:
@@ -122,72 +106,6 @@ def create_app(
             which owns its engine; leave False when the engine is shared).
     """
     config = config or ServerConfig()
-    metrics = Metrics()
-    gate = Gate(config.max_concurrent, config.max_queue, config.queue_timeout)
-    runtime = Runtime(engine, gate, metrics, config.request_timeout, config.keepalive)
-    keys = tuple(key.encode() for key in config.api_keys)
-
-    def guarded(endpoint: Endpoint) -> Endpoint:
-        """Check the key, and turn any exception into an OpenAI-shaped error response."""
-
-        async def run(request: Request) -> Response:
-            try:
-                if not authorized(request.headers.get("authorization"), keys):
-                    raise RequestError(
-                        "missing or invalid API key: send 'Authorization: Bearer KEY'",
-                        status=401,
-                        code="invalid_api_key",
-                    )
-                return await endpoint(request)
-            except Exception as exc:
-                err = as_request_error(exc)
-                metrics.errors["before", err.type] += 1
-                return error_response(err)
-
-        return run
-
-    async def completions(request: Request) -> Response:
-        started = time.monotonic()
-        plan = parse_chat(await read_body(request, config.max_body_bytes))
-        plan = await _resolve_model(engine, plan)
-        sse = "text/event-stream" in request.headers.get("accept", "")
-        return GenerationResponse(runtime, plan, sse=sse, started=started)  # type: ignore[return-value]
-
-    async def models(request: Request) -> Response:
-        found = await engine.models()
-        data = [
-            {"id": m.id, "object": "model", "created": 0, "owned_by": m.owned_by} for m in found
-        ]
-        return JSONResponse({"object": "list", "data": data})
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse(
-            {
-                "status": "ok",
-                "streams_in_flight": metrics.streams_in_flight,
-                "queued": gate.waiting,
-            }
-        )
-
-    async def metrics_text(request: Request) -> Response:
-        gauges = {
-            "openbrace_queue_waiting": (
-                "Requests waiting for a generation slot.",
-                lambda: gate.waiting,
-            ),
-            "openbrace_slots_busy": ("Generation slots in use.", lambda: gate.active),
-            "openbrace_slots_total": ("Generation slots configured.", lambda: gate.limit),
-        }
-        return PlainTextResponse(metrics.render(gauges), media_type=CONTENT_TYPE)
-
-    async def index(request: Request) -> Response:
-        page = config.static_dir / "index.html"
-        if not page.is_file():
-            raise RequestError("the playground is not installed", status=404, code="not_found")
-        return FileResponse(page)
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        return error_response(exc)  # unknown route (404), wrong method (405)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -195,90 +113,114 @@ def create_app(
         if close_engine:
             await engine.aclose()
 
-    routes = [
-        Route("/v1/chat/completions", guarded(completions), methods=["POST"]),
-        Route("/chat/completions", guarded(completions), methods=["POST"]),
-        Route("/v1/models", guarded(models), methods=["GET"]),
-        Route("/models", guarded(models), methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/metrics", guarded(metrics_text), methods=["GET"]),
-        Route("/", _answer_errors(index), methods=["GET"]),
-        Mount("/static", StaticFiles(directory=config.static_dir, check_dir=False), name="static"),
-    ]
-    middleware = [Middleware(_CountRequests, metrics=metrics)]
-    if config.cors_origins:
-        middleware.insert(
-            0,
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(config.cors_origins),
-                allow_methods=["GET", "POST"],
-                allow_headers=["authorization", "content-type", "accept"],
-                expose_headers=["x-request-id"],
-                max_age=600,
-            ),
-        )
     app = Starlette(
-        routes=routes,
-        middleware=middleware,
-        exception_handlers={HTTPException: http_error},
+        routes=_routes(config),
+        middleware=_middleware(config),
+        exception_handlers={
+            HTTPException: _http_error,
+            OpenBraceError: _refused,
+            Exception: _refused,  # a bug of ours: a plain 500, logged (Starlette re-raises it)
+        },
         lifespan=lifespan,
     )
+    metrics = Metrics()
+    gate = Gate(config.max_concurrent, config.max_queue, config.queue_timeout)
+    metrics.gauge(
+        "openbrace_queue_waiting",
+        "Requests waiting for a generation slot.",
+        read=lambda: gate.waiting,
+    )
+    metrics.gauge("openbrace_slots_busy", "Generation slots in use.", read=lambda: gate.active)
+    metrics.gauge("openbrace_slots_total", "Generation slots configured.", read=lambda: gate.limit)
+    app.state.engine = engine
     app.state.config = config
     app.state.metrics = metrics
     app.state.gate = gate
+    app.state.runtime = Runtime(engine, gate, metrics, config.request_timeout, config.keepalive)
     return app
 
 
-def _answer_errors(endpoint: Endpoint) -> Endpoint:
-    """Error handling without the key check: the playground page holds no secrets."""
+def _routes(config: ServerConfig) -> list[BaseRoute]:
+    """Every route; the ones that need the API key are wrapped in `RequireKey`."""
+    keyed = [Middleware(RequireKey, keys=config.api_keys)]
+    routes: list[BaseRoute] = []
+    for prefix in ("/v1", ""):  # also without the prefix, for base URLs that lack it
+        routes += [
+            Route(
+                f"{prefix}/chat/completions",
+                endpoints.completions,
+                methods=["POST"],
+                middleware=keyed,
+            ),
+            Route(f"{prefix}/models", endpoints.models, methods=["GET"], middleware=keyed),
+        ]
+    return [
+        *routes,
+        Route("/healthz", endpoints.healthz, methods=["GET"]),
+        Route("/metrics", endpoints.metrics, methods=["GET"], middleware=keyed),
+        Route("/", endpoints.index, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=config.static_dir, check_dir=False), name="static"),
+    ]
 
-    async def run(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except Exception as exc:
-            return error_response(exc)
 
-    return run
-
-
-async def _resolve_model(engine: Engine, plan: ChatPlan) -> ChatPlan:
-    """Fill in the default model, or refuse an unknown one with 404."""
-    ids = [m.id for m in await engine.models()]
-    model = plan.request.model
-    if not model:
-        if not ids:
-            raise RequestError("the engine serves no model", status=503, code="engine_unavailable")
-        model = ids[0]
-    elif model not in ids:
-        shown = model if len(model) <= 100 else model[:97] + "..."
-        raise RequestError(
-            f"model '{shown}' does not exist here; available: {', '.join(ids[:20])}",
-            status=404,
-            param="model",
-            code="model_not_found",
+def _middleware(config: ServerConfig) -> list[Middleware]:
+    middleware = [Middleware(_CountRequests)]
+    if config.cors_origins:
+        cors = Middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", "accept"],
+            expose_headers=["x-request-id"],
+            max_age=600,
         )
-    request = dataclasses.replace(plan.request, model=model)
-    return dataclasses.replace(plan, request=request)
+        middleware.insert(0, cors)
+    return middleware
+
+
+async def _refused(request: Request, exc: Exception) -> Response:
+    """A request refused before streaming: counted, and answered OpenAI-shaped."""
+    err = as_request_error(exc)
+    request.app.state.metrics.errors.labels("before", err.type).inc()
+    return error_response(err)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    return error_response(exc)  # unknown route (404), wrong method (405)
 
 
 class _CountRequests:
-    """Count every answered request by route and status (`openbrace_requests_total`)."""
+    """Count every answered request by route and status (`openbrace_requests_total`).
 
-    def __init__(self, app: ASGIApp, metrics: Metrics):
+    The label is the matched route's path (the router notes it in the scope), so
+    unknown paths share one label, `other`.
+    """
+
+    def __init__(self, app: ASGIApp):
         self.app = app
-        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
-        route = path if path in _ROUTES else "/static" if path.startswith("/static/") else "other"
+        requests = scope["app"].state.metrics.requests
+        started = False
+
+        def count(status: int) -> None:
+            route = scope.get("route")
+            label = route.path if isinstance(route, Route | Mount) else "other"
+            requests.labels(label, str(status)).inc()
 
         async def counting_send(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
-                self.metrics.requests[route, int(message["status"])] += 1
+                started = True
+                count(message["status"])
             await send(message)
 
-        await self.app(scope, receive, counting_send)
+        try:
+            await self.app(scope, receive, counting_send)
+        except Exception:
+            if not started:  # Starlette's outermost middleware answers it with a 500
+                count(500)
+            raise

@@ -104,7 +104,7 @@ class GenerationResponse:
                 finally:
                     tg.cancel_scope.cancel()
         if outer.cancelled_caught:
-            self.rt.metrics.errors["stream", "timeout"] += 1
+            self.rt.metrics.errors.labels("stream", "timeout").inc()
         log.info(
             "%s: %s stream=%s status=%s ops=%d %.3fs%s",
             self.id,
@@ -146,7 +146,7 @@ class GenerationResponse:
         except RequestError as exc:
             await self._error(exc)
             return
-        self.rt.metrics.streams_in_flight += 1
+        self.rt.metrics.streams_in_flight.inc()
         try:
             await self._generate()
         except (_ClientGone, anyio.get_cancelled_exc_class()):
@@ -157,7 +157,7 @@ class GenerationResponse:
             else:
                 await self._error(exc)  # logs it; answers a plain 500
         finally:
-            self.rt.metrics.streams_in_flight -= 1
+            self.rt.metrics.streams_in_flight.dec()
             self.rt.gate.release()
 
     async def _generate(self) -> None:
@@ -202,7 +202,7 @@ class GenerationResponse:
 
     async def _error(self, exc: BaseException) -> None:
         err = as_request_error(exc)
-        self.rt.metrics.errors["before", err.type] += 1
+        self.rt.metrics.errors.labels("before", err.type).inc()
         await error_response(err)(self._scope, _no_receive, self._emit)
 
     async def _json(self, source: AsyncIterator[Any], item: Any) -> None:
@@ -281,12 +281,12 @@ class GenerationResponse:
         try:
             while True:
                 if "op" in record:
-                    metrics.ops_sent += 1
+                    metrics.ops_sent.inc()
                     if not first_op_seen:
                         first_op_seen = True
                         metrics.time_to_first_op.observe(time.monotonic() - self.started)
                 elif "error" in record:
-                    metrics.errors["stream", str(record["error"].get("type"))] += 1
+                    metrics.errors.labels("stream", str(record["error"].get("type"))).inc()
                 yield record
                 if "op" not in record:
                     return
@@ -315,7 +315,7 @@ class GenerationResponse:
             log.error("%s: generation failed mid-stream", self.id, exc_info=exc)
             item = ServerError("internal error while generating")
         if isinstance(item, StreamError):
-            self.rt.metrics.errors["stream", item.type] += 1
+            self.rt.metrics.errors.labels("stream", item.type).inc()
             yield _sse_data(item.to_record())
             return
         yield self._chunk({}, finish_reason=item.reason)

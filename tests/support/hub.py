@@ -16,7 +16,8 @@ with LoopbackServer(hub.app()) as server: ...   # HF_ENDPOINT=server.url
 ```
 
 Faults, for the tests: `corrupt` (serve one flipped byte while announcing the true
-sha256), `stall_after` (send that many bytes of a file, then hang until `release()`).
+sha256), `cut_at` (drop the connection once, after that many bytes of a file),
+`stall(n)` (send n bytes of a file, then hang until `release()`).
 `requests` records `(method, path, Range header)`.
 """
 
@@ -57,8 +58,14 @@ class StandInHub:
         }
         self.corrupt = False
         self.stall_after: int | None = None
+        self.cut_at: int | None = None
         self.requests: list[tuple[str, str, str | None]] = []
         self._released = threading.Event()
+
+    def stall(self, after: int) -> None:
+        """Send `after` bytes of each download, then hang until `release()`."""
+        self._released.clear()
+        self.stall_after = after
 
     def release(self) -> None:
         """Let stalled downloads go on (and stop stalling new ones)."""
@@ -125,6 +132,10 @@ class StandInHub:
                 if self.corrupt and sent <= file.size // 2 < sent + len(chunk):
                     at = file.size // 2 - sent
                     chunk = chunk[:at] + bytes([chunk[at] ^ 0xFF]) + chunk[at + 1 :]
+                if self.cut_at is not None and sent + len(chunk) > self.cut_at:
+                    yield chunk[: self.cut_at - sent]
+                    self.cut_at = None
+                    raise ConnectionResetError("the stand-in Hub cut the download (a test fault)")
                 stall = self.stall_after
                 if stall is not None and sent + len(chunk) > stall:
                     yield chunk[: max(0, stall - sent)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CATALOG", "CatalogEntry"]
+__all__ = ["CATALOG", "CatalogEntry", "catalog_lines"]
 
 
 @dataclass(frozen=True)
@@ -73,3 +73,25 @@ CATALOG: dict[str, CatalogEntry] = {
         "bartowski/Phi-3.5-mini-instruct-GGUF", "Q4_K_M", 2.4, "MIT", _NOT_RUN
     ),
 }
+
+
+def catalog_lines() -> list[str]:
+    """The catalog as `openbrace models --catalog` prints it: a table and a note."""
+    rows = [("alias", "repo:quant", "size", "license", "run here?")]
+    rows += [
+        (alias, f"{e.repo}:{e.quant}", f"{e.size_gb:.2f} GB", e.license, e.ran_here)
+        for alias, e in CATALOG.items()
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[4]
+        for row in rows
+    ]
+    return [
+        *lines,
+        "",
+        "Use one with -hf ALIAS (or -hf OWNER/REPO[:QUANT] for any GGUF repo); "
+        "`openbrace pull ALIAS` downloads it ahead of time.",
+        "None of these was downloadable where openbrace is built (no route to the Hub): "
+        "their answer quality is unmeasured; benchmarks/RESULTS.md has the models measured.",
+    ]

@@ -13,8 +13,9 @@ llama.cpp's conventions: QUANT picks the GGUF whose name contains it
   GGUF is hashed here against the Hub's LFS sha256 before its first use. A mismatch
   removes the file and raises; a match leaves a marker (`HF_HOME/openbrace/verified/`)
   so the ~1 s/GB hash runs once.
-- An interrupted download leaves `huggingface_hub`'s `.incomplete` file, which the
-  next call resumes with an HTTP Range request.
+- A dropped connection is resumed by `huggingface_hub` with an HTTP Range request;
+  a killed process's partial file is restarted (huggingface_hub >= 1 downloads into a
+  temporary file per process) and removed once the file is complete.
 
 Every failure is a `HubError`, one line naming the repo, file or setting at fault.
 """
@@ -128,10 +129,10 @@ def hub_file(ref: HubRef | str, *, progress: bool = True) -> Path:
             f"is set: download it first with `openbrace pull {ref}` where the Hub is reachable"
         )
     listing = _listing(ref, settings)
-    paths = [
-        _download(ref, name, listing[name], settings, progress)
-        for name in select_gguf(list(listing), ref.quant, ref.filename)
-    ]
+    chosen = select_gguf(list(listing), ref.quant, ref.filename)
+    paths = [_download(ref, name, listing[name], settings, progress) for name in chosen]
+    if ref.quant is None and ref.filename is None:
+        _default_path(ref, settings).write_text(chosen[0])
     return paths[0]
 
 
@@ -179,6 +180,10 @@ def _from_cache(ref: HubRef, settings: _Settings) -> Path | None:
     if folder is None:
         return None
     names = [p.relative_to(folder).as_posix() for p in folder.rglob("*.gguf")]
+    if ref.quant is None and ref.filename is None:
+        # "The only GGUF" holds for the repo, not for what happens to be cached.
+        remembered = _default_file(ref, settings)
+        names = [remembered] if remembered in names else [n for n in names if _is_default(n)]
     try:
         chosen = select_gguf(names, ref.quant, ref.filename)
     except HubError:
@@ -187,6 +192,22 @@ def _from_cache(ref: HubRef, settings: _Settings) -> Path | None:
     if all(p.is_file() and _is_verified(p, settings) for p in paths):
         return paths[0]
     return None
+
+
+def _is_default(name: str) -> bool:
+    return DEFAULT_QUANT.lower() in name.lower()
+
+
+def _default_path(ref: HubRef, settings: _Settings) -> Path:
+    """Where the file a QUANT-less ref resolved to online is remembered, for offline use."""
+    folder = settings.marks.parent / "defaults"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{ref.repo.replace('/', '--')}--{ref.revision}"
+
+
+def _default_file(ref: HubRef, settings: _Settings) -> str | None:
+    path = _default_path(ref, settings)
+    return path.read_text().strip() if path.is_file() else None
 
 
 def _is_verified(path: Path, settings: _Settings) -> bool:
@@ -242,6 +263,10 @@ def _download(ref: HubRef, name: str, remote: _Remote, settings: _Settings, prog
         if not progress:
             enable_progress_bars("huggingface_hub.http_get")
     _verify(ref, name, path, remote, settings)
+    # A killed download leaves its temporary file; hf_hub_download held the blob's lock,
+    # so none is being written now.
+    for leftover in path.resolve().parent.glob(path.resolve().name + "*.incomplete"):
+        leftover.unlink(missing_ok=True)
     return path
 
 

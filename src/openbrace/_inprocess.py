@@ -48,7 +48,7 @@ async def engine_records(engine: Engine, body: Mapping[str, Any]) -> AsyncIterat
         plan = parse_chat(body)
     except RequestError as exc:
         raise PatchStreamError.from_request_error(exc) from exc
-    records = patch_records(engine, plan.request)
+    records = patch_records(engine, plan.request, partial_strings=plan.options.partial_strings)
     try:
         async for record in records:
             yield record

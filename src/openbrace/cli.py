@@ -78,6 +78,11 @@ def _add_client_commands(commands: Any) -> None:
     stream.add_argument(
         "--live", action="store_true", help="draw the fields filling in, with their arrival times"
     )
+    stream.add_argument(
+        "--partial-strings",
+        action="store_true",
+        help="also print the text of strings as it is written, as partial records",
+    )
     stream.set_defaults(run=_cmd_stream)
     commands.add_parser("generate", parents=[request], help="print the final JSON").set_defaults(
         run=_cmd_generate
@@ -207,27 +212,46 @@ def _request(args: argparse.Namespace, model: str, schema: Any, prompt: str) -> 
     }
 
 
+async def _model_ids(client: Any) -> list[str]:
+    """The models the client can use, default first. In-process the engine answers
+    itself: no OpenAI SDK, no app and no model load, so `openbrace models` is quick."""
+    if client.base_url is None:
+        return [m.id for m in await client._get_engine().models()]
+    return [str(m.id) for m in (await client.models.list()).data]
+
+
 async def _model(client: Any, args: argparse.Namespace) -> str:
     if args.model:
         return str(args.model)
-    models = await client.models.list()
-    if not models.data:
+    ids = await _model_ids(client)
+    if not ids:
         raise InvalidRequestError("the server lists no models: pass one with -m")
-    return str(models.data[0].id)
+    return ids[0]
 
 
 async def _stream(args: argparse.Namespace, schema: Any, prompt: str) -> int:
+    from .events import TextEvent
+
     async with _client(args) as client:
         request = _request(args, await _model(client, args), schema, prompt)
-        if args.live:
+        if args.live:  # strings type themselves
             from .live import LiveView
 
-            await LiveView(schema, title=request["model"]).run(client.stream(**request))
+            # In-process the first request loads the model: show that, with its clock.
+            load = getattr(client._get_engine(), "load", None) if client.base_url is None else None
+            loading = load() if load is not None else None
+            view = LiveView(schema, title=request["model"])
+            await view.run(client.stream(**request, partial_strings=True), loading=loading)
             return 0
-        async for event in client.stream(**request):
-            line = json.dumps(event.op, ensure_ascii=False, separators=(",", ":"))
+        async for event in client.stream(**request, partial_strings=args.partial_strings):
+            record = (
+                {"partial": {"path": event.path, "text": event.text}}
+                if isinstance(event, TextEvent)
+                else event.op
+            )
+            line = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
             sys.stdout.write(line + "\n")
-            sys.stdout.flush()  # one op per line, the moment it exists
+            sys.stdout.flush()  # one record per line, the moment it exists
     return 0
 
 
@@ -240,9 +264,8 @@ async def _generate(args: argparse.Namespace, schema: Any, prompt: str) -> int:
 
 async def _models(args: argparse.Namespace) -> int:
     async with _client(args) as client:
-        models = await client.models.list()
-    for model in models.data:
-        print(model.id)
+        ids = await _model_ids(client)
+    print("\n".join(ids))
     return 0
 
 
@@ -250,14 +273,18 @@ def _run_client(args: argparse.Namespace, work: Coroutine[Any, Any, int]) -> int
     """Run one SDK coroutine; transport failures become one clear line."""
     import openai
 
-    where = args.base_url or os.environ.get("OPENBRACE_BASE_URL") or "the server"
+    from .client import _with_scheme
+
+    where = args.base_url or os.environ.get("OPENBRACE_BASE_URL")
+    where = _with_scheme(where) if where else "the server"
     try:
         return asyncio.run(work)
     except TransportError as exc:  # its message names the URL and what to check
         return _fail(args, str(exc), "connection")
     # `models` goes through the OpenAI SDK, whose errors are its own.
     except openai.APIConnectionError as exc:
-        return _fail(args, f"cannot reach {where}: {exc or type(exc).__name__}", "connection")
+        reason = f"{exc or type(exc).__name__} (is `openbrace serve` running at {where}?)"
+        return _fail(args, f"cannot reach {where}: {reason}", "connection")
     except openai.APIStatusError as exc:
         return _fail(args, f"{where} answered HTTP {exc.status_code}: {exc.message}", "http")
     except BrokenPipeError:
@@ -361,8 +388,10 @@ def _serve_keys(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def _serve_banner(what: str, host: str, port: int, keys: tuple[str, ...]) -> list[str]:
-    """What `serve` says at start-up: where, and whether it is open (never the keys)."""
-    lines = [f"serving {what} on http://{host}:{port}"]
+    """What `serve` says at start-up: where, the playground, and whether it is open
+    (never the keys)."""
+    url = _url(host, port)
+    lines = [f"serving {what} on {url}", f"playground: open {url}/ in a browser"]
     if keys:
         lines.append(
             f"{len(keys)} API key(s) configured: requests need 'Authorization: Bearer KEY'"
@@ -379,6 +408,15 @@ def _serve_banner(what: str, host: str, port: int, keys: tuple[str, ...]) -> lis
             "anyone who can reach this port can use the model (pass --api-key)"
         )
     return lines
+
+
+def _url(host: str, port: int) -> str:
+    """A URL a browser on this machine can open for a bind address."""
+    if host in ("0.0.0.0", "::", ""):  # every interface: loopback is one of them
+        host = "127.0.0.1"
+    elif ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def _log_like_uvicorn(level: str) -> None:
@@ -501,7 +539,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    """The README's main job: the public SDK, in-process, over the embedded model."""
+    """The quick start's demo: the public SDK, in-process, over the embedded model."""
     import time
 
     from .client import AsyncClient

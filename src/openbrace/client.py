@@ -16,6 +16,10 @@ Where the patches come from depends on the configuration:
 All three turn records into `PatchEvent`s with the same code (`_RecordReader`), so
 events, errors and snapshots are identical whichever way they travelled.
 
+`stream(..., partial_strings=True)` asks for partial records too (`stream_options`
+`{"partial_strings": true}`; in-process, the emitter's own) and yields a `TextEvent`
+for each, between the `PatchEvent`s. Without it nothing changes.
+
 The pure parts (configuration, payloads, requests, OpenAI SDK options, status ->
 exception, bytes -> events, httpx failure -> exception) live in `_BaseClient`,
 `_PatchDecoder` and `_transport_errors`; `Client` and `AsyncClient` only drive
@@ -29,12 +33,12 @@ import contextlib
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import httpx
 
 from . import _inprocess, wire
-from .events import Document, PatchEvent, copy_json
+from .events import Document, PatchEvent, TextEvent, copy_json
 from .exceptions import (
     ConnectError,
     InvalidOutputError,
@@ -72,6 +76,8 @@ here in the client from a plain OpenAI-compatible server's `stream: true` text."
 
 Messages = list[dict[str, Any]]
 T = TypeVar("T")
+Event = PatchEvent | TextEvent
+E = TypeVar("E")  # what a stream yields: PatchEvent, or Event when partial strings are asked
 
 
 # --- the pure parts ---------------------------------------------------------------------
@@ -82,22 +88,29 @@ class _RecordReader:
 
     An error record raises its typed `StreamError` carrying the snapshot so far; a
     `done` record ends the stream (`finished`, `done`); unknown control records are
-    ignored, so servers may add new ones.
+    ignored, so servers may add new ones. Partial records become `TextEvent`s when
+    `partial_strings` (and are ignored otherwise, like any record not asked for).
     """
 
-    __slots__ = ("document", "done", "finished")
+    __slots__ = ("document", "done", "finished", "partial_strings", "texts")
 
-    def __init__(self) -> None:
+    def __init__(self, partial_strings: bool = False) -> None:
         self.document = Document()
         self.done: dict[str, Any] | None = None
         self.finished = False
+        self.partial_strings = partial_strings
+        self.texts: dict[str, list[str]] = {}  # pieces of the strings being written
 
-    def read(self, record: dict[str, Any]) -> PatchEvent | None:
+    def read(self, record: dict[str, Any]) -> Event | None:
         if "op" in record:
+            if self.texts:
+                self.texts.pop(record.get("path"), None)  # type: ignore[arg-type]
             try:
                 return self.document.apply(record)
             except PointerError as exc:
                 raise ProtocolError(f"the server sent an op that does not apply: {exc}") from None
+        if "partial" in record:
+            return self._text(record["partial"]) if self.partial_strings else None
         if "error" in record:
             self.finished = True
             raise _stream_error(record["error"], self.document.value)
@@ -105,6 +118,18 @@ class _RecordReader:
             self.finished = True
             self.done = record["done"] if isinstance(record["done"], dict) else {}
         return None
+
+    def _text(self, body: Any) -> TextEvent:
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("path"), str)
+            or not isinstance(body.get("text"), str)
+        ):
+            raise ProtocolError(f"a partial record is not {{path, text}}: {body!r:.80}")
+        path, text = body["path"], body["text"]
+        pieces = self.texts.setdefault(path, [])
+        pieces.append(text)
+        return TextEvent(path, text, pieces)
 
 
 def _stream_error(error: Any, document: Any) -> Exception:
@@ -125,20 +150,20 @@ class _PatchDecoder:
     record raises right after the events before it, so nothing delivered is lost.
     """
 
-    def __init__(self, framing: Framing) -> None:
+    def __init__(self, framing: Framing, partial_strings: bool = False) -> None:
         self._framing = framing
         self._wire = wire.SSEDecoder() if framing == "sse" else wire.NDJSONDecoder()
-        self._reader = _RecordReader()
+        self._reader = _RecordReader(partial_strings)
         self._seen_op = False
 
     @property
     def finished(self) -> bool:
         return self._reader.finished
 
-    def feed(self, chunk: bytes) -> Iterator[PatchEvent]:
+    def feed(self, chunk: bytes) -> Iterator[Event]:
         yield from self._events(self._wire.feed(chunk))
 
-    def close(self) -> Iterator[PatchEvent]:
+    def close(self) -> Iterator[Event]:
         yield from self._events(self._wire.close())
         if self._reader.finished:
             return
@@ -148,11 +173,11 @@ class _PatchDecoder:
         if not self._seen_op:
             raise ProtocolError("the stream ended before any op")
 
-    def _events(self, records: list[dict[str, Any]]) -> Iterator[PatchEvent]:
+    def _events(self, records: list[dict[str, Any]]) -> Iterator[Event]:
         for record in records:
             event = self._reader.read(record)
             if event is not None:
-                self._seen_op = True
+                self._seen_op = self._seen_op or isinstance(event, PatchEvent)
                 yield event
             if self._reader.finished:
                 return
@@ -251,7 +276,7 @@ class _BaseClient:
             if engine is not None
             else base_url or _env("OPENBRACE_BASE_URL", "DOTTXT_BASE_URL")
         )
-        self.base_url = resolved.rstrip("/") if resolved else None
+        self.base_url = _with_scheme(resolved.rstrip("/")) if resolved else None
         self.patch: PatchSource = patch
         self.framing: Framing = framing
         self._engine = engine
@@ -292,6 +317,7 @@ class _BaseClient:
         max_tokens: int | None,
         seed: int | None,
         extra: dict[str, Any] | None,
+        partial_strings: bool = False,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """The JSON body (as the dottxt SDK builds it) and extra headers.
 
@@ -317,11 +343,19 @@ class _BaseClient:
             if value is not None:
                 body[key] = value
         body["stream"] = "patch"
+        if partial_strings:
+            options = body.get("stream_options")
+            body["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "partial_strings": True,
+            }
         return body, headers
 
-    def _engine_events(self, body: dict[str, Any]) -> AsyncIterator[PatchEvent]:
+    def _engine_events(
+        self, body: dict[str, Any], partial_strings: bool = False
+    ) -> AsyncIterator[Event]:
         """In-process: the events of `body`, from this client's engine."""
-        return _local_events(self._get_engine(), body)
+        return _local_events(self._get_engine(), body, partial_strings)
 
     def _build_request(
         self,
@@ -400,6 +434,12 @@ class _BaseClient:
         raise NotImplementedError
 
 
+def _with_scheme(url: str) -> str:
+    """`127.0.0.1:8000/v1` means `http://127.0.0.1:8000/v1`: httpx would take the host
+    for a scheme and fail with a bare "Connection error"."""
+    return url if "://" in url else f"http://{url}"
+
+
 def _env(*names: str) -> str | None:
     for name in names:
         if value := os.environ.get(name):
@@ -407,9 +447,12 @@ def _env(*names: str) -> str | None:
     return None
 
 
-async def _local_events(engine: Engine, body: dict[str, Any]) -> AsyncIterator[PatchEvent]:
-    """In-process: the server's own records, read by the same `_RecordReader`."""
-    reader = _RecordReader()
+async def _local_events(
+    engine: Engine, body: dict[str, Any], partial_strings: bool = False
+) -> AsyncIterator[Event]:
+    """In-process: the server's own records, read by the same `_RecordReader`
+    (`partial_strings`: the body asks for partial records; read them too)."""
+    reader = _RecordReader(partial_strings)
     records = _inprocess.engine_records(engine, body)
     try:
         async for record in records:
@@ -425,7 +468,7 @@ async def _local_events(engine: Engine, body: dict[str, Any]) -> AsyncIterator[P
 # --- async ----------------------------------------------------------------------------------
 
 
-class AsyncPatchStream:
+class AsyncPatchStream(Generic[E]):
     """The events of one stream: an async iterator and an async context manager.
 
     ```python
@@ -439,20 +482,20 @@ class AsyncPatchStream:
     also closes it, when the stream object is garbage-collected.
     """
 
-    def __init__(self, events: AsyncIterator[PatchEvent]) -> None:
-        self._events = events
+    def __init__(self, events: AsyncIterator[E]) -> None:
+        self._events: AsyncIterator[E] = events
 
-    def __aiter__(self) -> AsyncPatchStream:
+    def __aiter__(self) -> AsyncPatchStream[E]:
         return self
 
-    async def __anext__(self) -> PatchEvent:
+    async def __anext__(self) -> E:
         return await self._events.__anext__()
 
     async def aclose(self) -> None:
         """Stop the stream and close its connection. Idempotent."""
         await self._events.aclose()  # type: ignore[attr-defined]
 
-    async def __aenter__(self) -> AsyncPatchStream:
+    async def __aenter__(self) -> AsyncPatchStream[E]:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -480,6 +523,7 @@ class AsyncClient(_BaseClient):
     _http: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
     _stale: tuple[httpx.AsyncClient, ...] = ()  # pools of event loops used before
 
+    @overload
     def stream(
         self,
         *,
@@ -491,7 +535,37 @@ class AsyncClient(_BaseClient):
         seed: int | None = None,
         timeout: float = 60.0,
         extra: dict[str, Any] | None = None,
-    ) -> AsyncPatchStream:
+        partial_strings: Literal[False] = False,
+    ) -> AsyncPatchStream[PatchEvent]: ...
+
+    @overload
+    def stream(
+        self,
+        *,
+        model: str,
+        input: str | Messages,
+        response_format: Any,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        timeout: float = 60.0,
+        extra: dict[str, Any] | None = None,
+        partial_strings: Literal[True],
+    ) -> AsyncPatchStream[Event]: ...
+
+    def stream(
+        self,
+        *,
+        model: str,
+        input: str | Messages,
+        response_format: Any,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        timeout: float = 60.0,
+        extra: dict[str, Any] | None = None,
+        partial_strings: bool = False,
+    ) -> AsyncPatchStream[PatchEvent] | AsyncPatchStream[Event]:
         """Stream `PatchEvent`s as the model fills in a structured response.
 
         Args:
@@ -501,6 +575,9 @@ class AsyncClient(_BaseClient):
             temperature, max_tokens, seed: sampling options, sent when given.
             timeout: seconds for connecting and for any silence while reading (HTTP).
             extra: more chat-completions body fields (`top_p`, `stop`, ...).
+            partial_strings: also yield a `TextEvent` for each piece of a string value
+                as it is written (`text`, and `so_far`); the string's `PatchEvent`
+                still follows with the whole value.
 
         Returns:
             An `AsyncPatchStream` (iterate it; `async with` closes it for sure).
@@ -520,10 +597,11 @@ class AsyncClient(_BaseClient):
             max_tokens=max_tokens,
             seed=seed,
             extra=extra,
+            partial_strings=partial_strings,
         )
         if self.in_process:
-            return AsyncPatchStream(self._engine_events(body))
-        return AsyncPatchStream(self._http_events(body, headers, timeout))
+            return AsyncPatchStream(self._engine_events(body, partial_strings))
+        return AsyncPatchStream(self._http_events(body, headers, timeout, partial_strings))
 
     async def generate(
         self,
@@ -561,8 +639,12 @@ class AsyncClient(_BaseClient):
         return _result(last, response_format)
 
     async def _http_events(
-        self, body: dict[str, Any], headers: dict[str, str], timeout: float
-    ) -> AsyncIterator[PatchEvent]:
+        self,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        timeout: float,
+        partial_strings: bool = False,
+    ) -> AsyncIterator[Event]:
         http = self._http_client()
         request = self._build_request(http, body, headers, timeout)
         with self._transport_errors(timeout):
@@ -571,7 +653,7 @@ class AsyncClient(_BaseClient):
             with self._transport_errors(timeout, answered=True):
                 if response.status_code != 200:
                     raise _status_error(response.status_code, await response.aread())
-                decoder = _PatchDecoder(self.framing)
+                decoder = _PatchDecoder(self.framing, partial_strings)
                 async for chunk in response.aiter_bytes():
                     for event in decoder.feed(chunk):
                         yield event
@@ -638,6 +720,7 @@ class Client(_BaseClient):
     _http: httpx.Client | None = None
     _loop: _inprocess.LoopThread | None = None
 
+    @overload
     def stream(
         self,
         *,
@@ -649,7 +732,37 @@ class Client(_BaseClient):
         seed: int | None = None,
         timeout: float = 60.0,
         extra: dict[str, Any] | None = None,
-    ) -> Iterator[PatchEvent]:
+        partial_strings: Literal[False] = False,
+    ) -> Iterator[PatchEvent]: ...
+
+    @overload
+    def stream(
+        self,
+        *,
+        model: str,
+        input: str | Messages,
+        response_format: Any,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        timeout: float = 60.0,
+        extra: dict[str, Any] | None = None,
+        partial_strings: Literal[True],
+    ) -> Iterator[Event]: ...
+
+    def stream(
+        self,
+        *,
+        model: str,
+        input: str | Messages,
+        response_format: Any,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        timeout: float = 60.0,
+        extra: dict[str, Any] | None = None,
+        partial_strings: bool = False,
+    ) -> Iterator[PatchEvent] | Iterator[Event]:
         """Stream `PatchEvent`s; same arguments and errors as `AsyncClient.stream`."""
         body, headers = self._prepare(
             model=model,
@@ -659,10 +772,11 @@ class Client(_BaseClient):
             max_tokens=max_tokens,
             seed=seed,
             extra=extra,
+            partial_strings=partial_strings,
         )
         if self.in_process:
-            return self._loop_thread().iterate(self._engine_events(body))
-        return self._http_events(body, headers, timeout)
+            return self._loop_thread().iterate(self._engine_events(body, partial_strings))
+        return self._http_events(body, headers, timeout, partial_strings)
 
     def generate(
         self,
@@ -694,8 +808,12 @@ class Client(_BaseClient):
         return _result(last, response_format)
 
     def _http_events(
-        self, body: dict[str, Any], headers: dict[str, str], timeout: float
-    ) -> Iterator[PatchEvent]:
+        self,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        timeout: float,
+        partial_strings: bool = False,
+    ) -> Iterator[Event]:
         http = self._http_client()
         request = self._build_request(http, body, headers, timeout)
         with self._transport_errors(timeout):
@@ -704,7 +822,7 @@ class Client(_BaseClient):
             with self._transport_errors(timeout, answered=True):
                 if response.status_code != 200:
                     raise _status_error(response.status_code, response.read())
-                decoder = _PatchDecoder(self.framing)
+                decoder = _PatchDecoder(self.framing, partial_strings)
                 for chunk in response.iter_bytes():
                     yield from decoder.feed(chunk)
                     if decoder.finished:

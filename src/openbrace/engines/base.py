@@ -19,7 +19,7 @@ Contract:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -35,6 +35,7 @@ __all__ = [
     "MockEngine",
     "ModelInfo",
     "Usage",
+    "unknown_model_error",
 ]
 
 FinishReason = Literal["stop", "length"]
@@ -130,3 +131,15 @@ class MockEngine(Engine):
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[str | Finish]:
         return self._handler(request)
+
+
+def unknown_model_error(model: str, available: Sequence[str]) -> EngineRequestError:
+    """The one refusal of an unknown model id (404), in-process and through a server alike."""
+    shown = model if len(model) <= 100 else model[:97] + "..."
+    listed = ", ".join(repr(i) for i in available[:20]) or "none"
+    return EngineRequestError(
+        f"model {shown!r} not found; available: {listed}",
+        status=404,
+        param="model",
+        code="model_not_found",
+    )

@@ -163,7 +163,9 @@ class GenerationResponse:
     async def _generate(self) -> None:
         request, mode = self.plan.request, self.plan.mode
         source: AsyncIterator[Any] = (
-            patch_records(self.rt.engine, request)
+            patch_records(
+                self.rt.engine, request, partial_strings=self.plan.options.partial_strings
+            )
             if mode == "patch"
             else self.rt.engine.generate(request)
         )
@@ -288,7 +290,7 @@ class GenerationResponse:
                 elif "error" in record:
                     metrics.errors.labels("stream", str(record["error"].get("type"))).inc()
                 yield record
-                if "op" not in record:
+                if "done" in record or "error" in record:  # the last record
                     return
                 try:
                     record = await self._pull(source)

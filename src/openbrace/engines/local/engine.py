@@ -28,6 +28,7 @@ from ..base import (
     GenerationRequest,
     ModelInfo,
     Usage,
+    unknown_model_error,
 )
 from .files import DEFAULT_MODEL_ID, default_model_path
 from .prompt import chat, family_instruct, instruct_level, instruction, schema_instruction
@@ -176,12 +177,7 @@ class LocalEngine(Engine):
     def _options(self, request: GenerationRequest) -> _Options:
         """Check the request against this engine; raises before any work."""
         if request.model != self.model_id:
-            raise EngineRequestError(
-                f"model {request.model!r} not found; this server has {self.model_id!r}",
-                status=404,
-                param="model",
-                code="model_not_found",
-            )
+            raise unknown_model_error(request.model, [self.model_id])
         unknown = sorted(set(request.extra) - _KNOWN_EXTRA)
         if unknown:
             raise EngineRequestError(

@@ -89,13 +89,20 @@ class LlamaModel:
         Raises:
             EngineRequestError: the template refused the messages.
         """
+        return self.tokenize(self.render(chat), special=True)
+
+    def render(self, chat: list[dict[str, str]]) -> str:
+        """The chat as text, through the GGUF's own chat template (ChatML if it has none).
+
+        Raises:
+            EngineRequestError: the template refused the messages.
+        """
         try:
-            text = self._formatter(messages=cast(Any, chat)).prompt
+            return str(self._formatter(messages=cast(Any, chat)).prompt)
         except Exception as exc:  # jinja2 errors and the template's own raise_exception
             raise EngineRequestError(
                 f"the model's chat template refused the messages: {exc}", param="messages"
             ) from None
-        return self.tokenize(text, special=True)
 
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
         """The tokens of `text`, without BOS; `special` parses special tokens in it."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -26,6 +28,7 @@ from openbrace.engines.local import LocalEngine, default_model_path
 from openbrace.engines.local.hub import HubError, hub_file, select_gguf
 from tests.support.hub import StandInHub
 from tests.support.loopback import LoopbackServer, wait_until
+from tests.support.process import stop_process
 
 REPO = "acme/smol-GGUF"
 SCHEMA = {
@@ -95,6 +98,20 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _models(port: int) -> list[str] | None:
+    try:
+        answer = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2)
+    except httpx.HTTPError:
+        return None
+    return [model["id"] for model in answer.json()["data"]]
+
+
 def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -117,7 +134,7 @@ async def _intent(engine: LocalEngine) -> Any:
 
 
 @pytest.mark.model
-def test_pull_then_run_from_the_cache_without_the_hub(
+def test_pull_then_serve_from_the_cache_without_the_hub(
     hub: Any, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`openbrace pull` downloads with a progress bar; later runs never touch the network."""
@@ -134,6 +151,21 @@ def test_pull_then_run_from_the_cache_without_the_hub(
     engine = LocalEngine.from_hub(REPO, n_threads=1)
     assert engine.model_id == REPO
     assert anyio.run(_intent, engine)["intent"] in ("billing", "technical")
+    assert hub.requests == []
+
+    port = _free_port()
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "openbrace.cli", "serve", "-hf", REPO, "--port", str(port)],
+        env={**env, "HF_ENDPOINT": "http://127.0.0.1:9"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_until(lambda: _models(port) is not None, timeout=60)
+        assert _models(port) == [REPO]
+    finally:
+        stop_process(serve)
     assert hub.requests == []
 
 

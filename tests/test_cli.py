@@ -130,6 +130,38 @@ def test_generate_prints_the_final_json(
     jsonschema.validate(json.loads(capsys.readouterr().out), TICKET)
 
 
+LOOKUP_TOOL = {
+    "name": "lookup",
+    "description": "Look up an order by its id",
+    "parameters": {
+        "type": "object",
+        "properties": {"order_id": {"type": "string", "maxLength": 10}},
+        "required": ["order_id"],
+    },
+}
+
+
+@pytest.mark.model
+def test_tools_stream_their_arguments_and_generate_prints_the_calls(
+    local_engine: Any, tmp_path: Path, capsys: CapSys
+) -> None:
+    tool = tmp_path / "lookup.json"
+    tool.write_text(json.dumps(LOOKUP_TOOL))
+    ask = ["--tool", str(tool), "--temperature", "0", "Where is my order A-17?"]
+    assert main(["stream", *ask, "--tool-choice", "lookup"]) == 0
+    ops = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    paths = [op["path"] for op in ops]
+    assert paths.index("/tool_calls/0/name") < paths.index("/tool_calls/0/arguments/order_id")
+    assert main(["generate", *ask, "--tool-choice", "required"]) == 0
+    (call,) = json.loads(capsys.readouterr().out)
+    assert call["name"] == "lookup" and set(call["arguments"]) == {"order_id"}
+
+
+def test_a_request_needs_a_schema_or_a_tool(capsys: CapSys) -> None:
+    assert main(["--json", "generate", "hello"]) == 1
+    assert "--tool" in json.loads(capsys.readouterr().err)["error"]["message"]
+
+
 @pytest.mark.model
 def test_models_lists_the_embedded_model(local_engine: Any, capsys: CapSys) -> None:
     assert main(["models"]) == 0

@@ -65,7 +65,19 @@ def _add_client_commands(commands: Any) -> None:
         default=os.environ.get("OPENBRACE_MODEL"),
         help="model id (default $OPENBRACE_MODEL, else the first model listed)",
     )
-    request.add_argument("-s", "--schema", required=True, help="a JSON Schema file, or inline JSON")
+    request.add_argument("-s", "--schema", help="a JSON Schema file, or inline JSON")
+    request.add_argument(
+        "--tool",
+        action="append",
+        metavar="SPEC",
+        help="a tool the model may call: a file or inline JSON of an OpenAI tool "
+        '(or just its function: {"name", "description", "parameters"}); repeatable',
+    )
+    request.add_argument(
+        "--tool-choice",
+        metavar="CHOICE",
+        help='with --tool: "auto" (default), "required", "none", or a tool name to call it',
+    )
     request.add_argument("prompt", nargs="?", help="the prompt (default: read from stdin)")
     request.add_argument("--system", help="a system message to put before the prompt")
     request.add_argument("--max-tokens", type=int, help="stop after this many tokens")
@@ -102,11 +114,25 @@ def _add_client_commands(commands: Any) -> None:
 
 
 def _cmd_stream(args: argparse.Namespace) -> int:
-    return _run_client(args, _stream(args, _load_schema(args.schema), _prompt(args)))
+    return _run_client(args, _stream(args, _request_schema(args), _prompt(args)))
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    return _run_client(args, _generate(args, _load_schema(args.schema), _prompt(args)))
+    return _run_client(args, _generate(args, _request_schema(args), _prompt(args)))
+
+
+def _request_schema(args: argparse.Namespace) -> Any:
+    """The `--schema`, or None when tools alone shape the answer."""
+    if args.schema is None:
+        if not args.tool:
+            raise InvalidRequestError("pass a schema (-s/--schema) or at least one --tool")
+        return None
+    return _load_schema(args.schema)
+
+
+def _tools(args: argparse.Namespace) -> list[Any] | None:
+    """The `--tool` specs, loaded like schemas (a file, or inline JSON)."""
+    return [_load_schema(spec) for spec in args.tool] if args.tool else None
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -202,7 +228,7 @@ def _request(args: argparse.Namespace, model: str, schema: Any, prompt: str) -> 
     messages = [{"role": "user", "content": prompt}]
     if args.system:
         messages.insert(0, {"role": "system", "content": args.system})
-    return {
+    request = {
         "model": model,
         "input": messages,
         "response_format": schema,
@@ -210,6 +236,9 @@ def _request(args: argparse.Namespace, model: str, schema: Any, prompt: str) -> 
         "temperature": args.temperature,
         "seed": args.seed,
     }
+    if args.tool:
+        request.update(tools=_tools(args), tool_choice=args.tool_choice)
+    return request
 
 
 async def _model_ids(client: Any) -> list[str]:
@@ -240,7 +269,8 @@ async def _stream(args: argparse.Namespace, schema: Any, prompt: str) -> int:
             # In-process the first request loads the model: show that, with its clock.
             load = getattr(client._get_engine(), "load", None) if client.base_url is None else None
             loading = load() if load is not None else None
-            view = LiveView(schema, title=request["model"])
+            # With tools the document is the message: its fields appear as they land.
+            view = LiveView(schema if not args.tool else {"type": "object"}, title=request["model"])
             await view.run(client.stream(**request, partial_strings=True), loading=loading)
             return 0
         async for event in client.stream(**request, partial_strings=args.partial_strings):
@@ -258,6 +288,10 @@ async def _stream(args: argparse.Namespace, schema: Any, prompt: str) -> int:
 async def _generate(args: argparse.Namespace, schema: Any, prompt: str) -> int:
     async with _client(args) as client:
         result = await client.generate(**_request(args, await _model(client, args), schema, prompt))
+    if args.tool and isinstance(result, list):  # the model called: the calls, arguments parsed
+        result = [
+            {"id": c.id, "name": c.name, "arguments": json.loads(c.arguments)} for c in result
+        ]
     print(json.dumps(result, ensure_ascii=False, indent=2))
     return 0
 

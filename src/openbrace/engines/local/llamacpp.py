@@ -52,6 +52,8 @@ class LlamaModel:
             metadata.get("general.basename") or metadata.get("general.architecture") or ""
         ).lower()
         template = metadata.get("tokenizer.chat_template") or CHATML_CHAT_TEMPLATE
+        # A template that mentions `tools` renders tool definitions and turns itself.
+        self.template_knows_tools = "tools" in template
         self._formatter = Jinja2ChatFormatter(
             template=template,
             eos_token=model.token_get_text(eos) if eos != -1 else "",
@@ -83,22 +85,26 @@ class LlamaModel:
             raise EngineUnavailableError(f"cannot load model {path}: {exc}") from None
         return cls(llm, n_ctx)
 
-    def prompt(self, chat: list[dict[str, str]]) -> list[int]:
+    def prompt(
+        self, chat: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> list[int]:
         """The chat rendered with the model's own chat template, tokenized.
+
+        `tools` (OpenAI tool dicts) go to the template; only for `template_knows_tools`.
 
         Raises:
             EngineRequestError: the template refused the messages.
         """
-        return self.tokenize(self.render(chat), special=True)
+        return self.tokenize(self.render(chat, tools), special=True)
 
-    def render(self, chat: list[dict[str, str]]) -> str:
+    def render(self, chat: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
         """The chat as text, through the GGUF's own chat template (ChatML if it has none).
 
         Raises:
             EngineRequestError: the template refused the messages.
         """
         try:
-            return str(self._formatter(messages=cast(Any, chat)).prompt)
+            return str(self._formatter(messages=cast(Any, chat), tools=cast(Any, tools)).prompt)
         except Exception as exc:  # jinja2 errors and the template's own raise_exception
             raise EngineRequestError(
                 f"the model's chat template refused the messages: {exc}", param="messages"

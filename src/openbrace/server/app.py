@@ -49,6 +49,9 @@ from .errors import ApiError, as_api_error, error_response
 from .limits import Gate, authorized, read_body
 from .metrics import CONTENT_TYPE, Metrics
 from .responses import GenerationResponse, Runtime
+from .resume import Resumer, bearer_token
+from .resume_endpoint import resume_response, store_stats
+from .stores import open_store
 
 __all__ = ["STATIC_DIR", "ServerConfig", "create_app"]
 
@@ -85,6 +88,11 @@ class ServerConfig:
         keepalive: seconds of silence before an SSE `: keep-alive` comment.
         cors_origins: origins allowed by CORS (e.g. the playground's); empty: CORS off.
         static_dir: where the playground's files are.
+        resume_store: where resumable streams are kept: None for this process's
+            memory, `redis://HOST:PORT/DB` for Redis (shared by replicas).
+        resume_ttl: seconds a finished resumable stream can still be resumed.
+        resume_max_streams: resumable streams held at once (past it: 503).
+        resume_max_bytes: bytes of records held by the in-memory store.
     """
 
     api_keys: tuple[str, ...] = ()
@@ -96,6 +104,10 @@ class ServerConfig:
     keepalive: float = 15.0
     cors_origins: tuple[str, ...] = ()
     static_dir: Path = field(default=STATIC_DIR)
+    resume_store: str | None = None
+    resume_ttl: float = 300.0
+    resume_max_streams: int = 1000
+    resume_max_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.max_body_bytes < 1 or self.max_concurrent < 1 or self.max_queue < 0:
@@ -123,7 +135,14 @@ def create_app(
     config = config or ServerConfig()
     metrics = Metrics()
     gate = Gate(config.max_concurrent, config.max_queue, config.queue_timeout)
-    runtime = Runtime(engine, gate, metrics, config.request_timeout, config.keepalive)
+    store = open_store(
+        config.resume_store,
+        ttl=config.resume_ttl,
+        max_streams=config.resume_max_streams,
+        max_bytes=config.resume_max_bytes,
+    )
+    resumer = Resumer(store, config.request_timeout)
+    runtime = Runtime(engine, gate, metrics, config.request_timeout, config.keepalive, resumer)
     keys = tuple(key.encode() for key in config.api_keys)
 
     def guarded(endpoint: Endpoint) -> Endpoint:
@@ -151,7 +170,12 @@ def create_app(
         plan = parse_chat_body(await read_body(request, config.max_body_bytes))
         plan = await _resolve_model(engine, plan)
         sse = "text/event-stream" in request.headers.get("accept", "")
-        return GenerationResponse(runtime, plan, sse=sse, started=started)  # type: ignore[return-value]
+        key = bearer_token(request.headers.get("authorization")) if keys else None
+        response = GenerationResponse(runtime, plan, sse=sse, started=started, api_key=key)
+        return response  # type: ignore[return-value]
+
+    async def resume(request: Request) -> Response:
+        return await resume_response(request, resumer, keepalive=config.keepalive, open=not keys)
 
     async def models(request: Request) -> Response:
         found = await engine.models()
@@ -170,7 +194,20 @@ def create_app(
         )
 
     async def metrics_text(request: Request) -> Response:
+        held = await store_stats(store)
         gauges = {
+            "openbrace_resumable_streams_held": (
+                "Resumable streams held by the resume store (live and finished).",
+                lambda: held.streams,
+            ),
+            "openbrace_resume_store_bytes": (
+                "Bytes of records held by the resume store.",
+                lambda: held.bytes,
+            ),
+            "openbrace_resumes_served": (
+                "Resumes served (GET /v1/streams/ID answered 200), a running count.",
+                lambda: resumer.stats.resumes_served,
+            ),
             "openbrace_queue_waiting": (
                 "Requests waiting for a generation slot.",
                 lambda: gate.waiting,
@@ -192,12 +229,15 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        await resumer.aclose()
         if close_engine:
             await engine.aclose()
 
     routes = [
         Route("/v1/chat/completions", guarded(completions), methods=["POST"]),
         Route("/chat/completions", guarded(completions), methods=["POST"]),
+        Route("/v1/streams/{stream_id}", guarded(resume), methods=["GET"]),
+        Route("/streams/{stream_id}", guarded(resume), methods=["GET"]),
         Route("/v1/models", guarded(models), methods=["GET"]),
         Route("/models", guarded(models), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -213,8 +253,8 @@ def create_app(
                 CORSMiddleware,
                 allow_origins=list(config.cors_origins),
                 allow_methods=["GET", "POST"],
-                allow_headers=["authorization", "content-type", "accept"],
-                expose_headers=["x-request-id"],
+                allow_headers=["authorization", "content-type", "accept", "last-event-id"],
+                expose_headers=["x-request-id", "x-stream-id"],
                 max_age=600,
             ),
         )
@@ -274,7 +314,15 @@ class _CountRequests:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        route = path if path in _ROUTES else "/static" if path.startswith("/static/") else "other"
+        route = (
+            path
+            if path in _ROUTES
+            else "/static"
+            if path.startswith("/static/")
+            else "/v1/streams"
+            if path.startswith(("/v1/streams/", "/streams/"))
+            else "other"
+        )
 
         async def counting_send(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -54,6 +54,7 @@ class ChatPlan:
     request: GenerationRequest
     mode: Mode
     include_usage: bool
+    resumable: bool = False
 
 
 def parse_chat_body(raw: bytes) -> ChatPlan:
@@ -81,7 +82,11 @@ def parse_chat_body(raw: bytes) -> ChatPlan:
         stop=_stop(body.get("stop")),
         extra={k: v for k, v in body.items() if k not in _KNOWN},
     )
-    return ChatPlan(request, mode, _include_usage(body.get("stream_options")))
+    options = body.get("stream_options")
+    resumable = isinstance(options, dict) and options.get("resumable") is True
+    if resumable and mode != "patch":
+        raise _bad('stream_options.resumable needs stream "patch"', "stream_options.resumable")
+    return ChatPlan(request, mode, _include_usage(options), resumable)
 
 
 def _bad(message: str, param: str | None = None, code: str = "invalid_value") -> ApiError:

@@ -107,7 +107,7 @@ class RedisStore:
         deadline = self._deadlines.get(stream_id, self._clock() + self.ttl)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.xadd(key, fields)  # type: ignore[arg-type]
+                pipe.xadd(key, fields)
                 pipe.hincrby(self._sizes, key, entry_size(entry))
                 if is_terminal(entry.record):
                     now = self._clock()

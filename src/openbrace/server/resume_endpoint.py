@@ -1,0 +1,68 @@
+"""`GET /v1/streams/{id}`: resume a resumable stream after op N, then follow it live.
+
+`?after=N` or `Last-Event-ID: N` (what an SSE client sends on reconnect) names the
+last op the reader holds; without either the stream is replayed from the start. The
+framing follows `Accept` as for the POST; unlike the POST, NDJSON always ends with
+the `done` or `error` record, so a reader knows the stream is complete.
+
+404 for an unknown or expired id and for a key other than the one that started the
+stream (one answer for all three: the status reveals nothing), 503 while the store
+is unreachable, 400 for a malformed `after`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from .. import wire
+from .errors import ApiError
+from .resume import Resumer, StreamNotFound, bearer_token, parse_after
+from .stores import StoreStats, StoreUnavailableError, StreamStore
+
+__all__ = ["resume_response", "store_stats"]
+
+
+async def resume_response(
+    request: Request, resumer: Resumer, *, keepalive: float, open: bool
+) -> Response:
+    """The resume of `request.path_params["stream_id"]` (see the module docstring).
+
+    Args:
+        open: the server has no API keys (then the id alone grants access).
+    """
+    try:
+        after = parse_after(request.query_params.get("after"), request.headers.get("last-event-id"))
+    except ValueError as exc:
+        raise ApiError(400, str(exc), param="after", code="invalid_value") from None
+    key = None if open else bearer_token(request.headers.get("authorization"))
+    stream_id = request.path_params["stream_id"]
+    try:
+        records = await resumer.open(stream_id, key, after)
+    except StreamNotFound:
+        raise ApiError(
+            404, "no resumable stream with this id (unknown, or expired)", code="stream_not_found"
+        ) from None
+    except StoreUnavailableError:
+        raise ApiError(
+            503,
+            "the resume store is unavailable; retry later",
+            code="resume_store_unavailable",
+            headers={"Retry-After": "1"},
+        ) from None
+    headers = {"cache-control": "no-cache", "x-accel-buffering": "no", "x-stream-id": stream_id}
+    if "text/event-stream" in request.headers.get("accept", ""):
+        frames = wire.sse_frames(records, keepalive=keepalive)
+        return StreamingResponse(frames, media_type=wire.SSE, headers=headers)
+    frames = wire.ndjson_frames(records, include_usage=True)
+    return StreamingResponse(frames, media_type=wire.NDJSON, headers=headers)
+
+
+async def store_stats(store: StreamStore) -> StoreStats:
+    """The store's figures for `/metrics`; NaN while it is unreachable."""
+    try:
+        return await store.stats()
+    except StoreUnavailableError:
+        return StoreStats(math.nan, math.nan)  # type: ignore[arg-type]

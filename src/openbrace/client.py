@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -46,6 +47,7 @@ from .exceptions import (
     TransportError,
     error_class,
 )
+from .reconnect import RETRIABLE_STATUS, Reconnect
 from .schema import normalize, to_json_schema
 
 if TYPE_CHECKING:
@@ -125,11 +127,14 @@ class _PatchDecoder:
     record raises right after the events before it, so nothing delivered is lost.
     """
 
-    def __init__(self, framing: Framing) -> None:
+    def __init__(
+        self, framing: Framing, reader: _RecordReader | None = None, first_id: int = 0
+    ) -> None:
         self._framing = framing
-        self._wire = wire.SSEDecoder() if framing == "sse" else wire.NDJSONDecoder()
-        self._reader = _RecordReader()
-        self._seen_op = False
+        self._wire = wire.SSEDecoder(first_id) if framing == "sse" else wire.NDJSONDecoder()
+        # A resumed stream goes on building the document of the connection before it.
+        self._reader = _RecordReader() if reader is None else reader
+        self._seen_op = first_id > 0
 
     @property
     def finished(self) -> bool:
@@ -156,6 +161,21 @@ class _PatchDecoder:
                 yield event
             if self._reader.finished:
                 return
+
+
+def _retry_delay(exc: Exception, state: Reconnect, reader: _RecordReader) -> float | None:
+    """Seconds before resuming after `exc`, or None when `exc` is final."""
+    if reader.finished:
+        return None
+    if isinstance(exc, PatchStreamError) and exc.status_code not in RETRIABLE_STATUS:
+        return None  # 404: the stream is gone (or was never resumable); 4xx: our fault
+    return state.next_delay()
+
+
+def _check_finished(reader: _RecordReader) -> None:
+    """A resumable stream always ends with `done` or `error`: without one it was cut."""
+    if not reader.finished:
+        raise ProtocolError("the stream ended without a done or error record")
 
 
 def _status_error(status: int, body: bytes) -> PatchStreamError:
@@ -292,6 +312,7 @@ class _BaseClient:
         max_tokens: int | None,
         seed: int | None,
         extra: dict[str, Any] | None,
+        resumable: bool = False,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """The JSON body (as the dottxt SDK builds it) and extra headers.
 
@@ -317,6 +338,10 @@ class _BaseClient:
             if value is not None:
                 body[key] = value
         body["stream"] = "patch"
+        if resumable and not self.in_process:
+            # include_usage: NDJSON then ends with `done`, so a cut is told from the end.
+            options = dict(body.get("stream_options") or {})
+            body["stream_options"] = {**options, "resumable": True, "include_usage": True}
         return body, headers
 
     def _generation_request(self, body: dict[str, Any]) -> GenerationRequest:
@@ -349,6 +374,15 @@ class _BaseClient:
         timeout: float,
     ) -> httpx.Request:
         """The patch-stream POST; built by `http` so that its own defaults apply too."""
+        return http.build_request(
+            "POST",
+            f"{self.base_url}/chat/completions",
+            json=body,
+            headers={**self._default_headers(), **headers},
+            timeout=httpx.Timeout(timeout),
+        )
+
+    def _default_headers(self) -> dict[str, str]:
         from . import __version__  # here: the package is fully imported by now
 
         defaults = {
@@ -357,11 +391,20 @@ class _BaseClient:
         }
         if self.api_key:
             defaults["Authorization"] = f"Bearer {self.api_key}"
+        return defaults
+
+    def _resume_request(
+        self,
+        http: httpx.Client | httpx.AsyncClient,
+        state: Reconnect,
+        headers: dict[str, str],
+        timeout: float,
+    ) -> httpx.Request:
+        """`GET /streams/{id}?after=N`: the rest of a resumable stream."""
         return http.build_request(
-            "POST",
-            f"{self.base_url}/chat/completions",
-            json=body,
-            headers={**defaults, **headers},
+            "GET",
+            f"{self.base_url}{state.path()}",
+            headers={**self._default_headers(), **headers},
             timeout=httpx.Timeout(timeout),
         )
 
@@ -525,6 +568,7 @@ class AsyncClient(_BaseClient):
         seed: int | None = None,
         timeout: float = 60.0,
         extra: dict[str, Any] | None = None,
+        resumable: bool = False,
     ) -> AsyncPatchStream:
         """Stream `PatchEvent`s as the model fills in a structured response.
 
@@ -535,6 +579,10 @@ class AsyncClient(_BaseClient):
             temperature, max_tokens, seed: sampling options, sent when given.
             timeout: seconds for connecting and for any silence while reading (HTTP).
             extra: more chat-completions body fields (`top_p`, `stop`, ...).
+            resumable: over HTTP, ask for a resumable stream and, if the connection
+                drops, resume it where it stopped (`openbrace.reconnect`: up to 5
+                attempts in a row, backing off from 0.25 s): every event still arrives
+                exactly once. In-process there is no connection to lose: no effect.
 
         Returns:
             An `AsyncPatchStream` (iterate it; `async with` closes it for sure).
@@ -554,9 +602,12 @@ class AsyncClient(_BaseClient):
             max_tokens=max_tokens,
             seed=seed,
             extra=extra,
+            resumable=resumable,
         )
         if self.in_process:
             return AsyncPatchStream(self._engine_events(body))
+        if resumable:
+            return AsyncPatchStream(self._resumable_events(body, headers, timeout))
         return AsyncPatchStream(self._http_events(body, headers, timeout))
 
     async def generate(
@@ -613,6 +664,53 @@ class AsyncClient(_BaseClient):
                         return
             for event in decoder.close():
                 yield event
+        finally:
+            await response.aclose()
+
+    async def _resumable_events(
+        self, body: dict[str, Any], headers: dict[str, str], timeout: float
+    ) -> AsyncIterator[PatchEvent]:
+        """`_http_events`, resuming the stream after a drop (`openbrace.reconnect`)."""
+        http = self._http_client()
+        state, reader = Reconnect(), _RecordReader()
+        request = self._build_request(http, body, headers, timeout)
+        while True:
+            try:
+                async for event in self._one_connection(http, request, state, reader, timeout):
+                    state.delivered()
+                    yield event
+                return
+            except (ProtocolError, TransportError, PatchStreamError) as exc:
+                delay = _retry_delay(exc, state, reader)
+                if delay is None:
+                    raise
+            await asyncio.sleep(delay)
+            request = self._resume_request(http, state, headers, timeout)
+
+    async def _one_connection(
+        self,
+        http: httpx.AsyncClient,
+        request: httpx.Request,
+        state: Reconnect,
+        reader: _RecordReader,
+        timeout: float,
+    ) -> AsyncIterator[PatchEvent]:
+        with self._transport_errors(timeout):
+            response = await http.send(request, stream=True)
+        try:
+            with self._transport_errors(timeout, answered=True):
+                if response.status_code != 200:
+                    raise _status_error(response.status_code, await response.aread())
+                state.stream_id = state.stream_id or response.headers.get("x-stream-id")
+                decoder = _PatchDecoder(self.framing, reader, first_id=state.ops)
+                async for chunk in response.aiter_bytes():
+                    for event in decoder.feed(chunk):
+                        yield event
+                    if decoder.finished:
+                        return
+            for event in decoder.close():
+                yield event
+            _check_finished(reader)
         finally:
             await response.aclose()
 
@@ -682,6 +780,7 @@ class Client(_BaseClient):
         seed: int | None = None,
         timeout: float = 60.0,
         extra: dict[str, Any] | None = None,
+        resumable: bool = False,
     ) -> Iterator[PatchEvent]:
         """Stream `PatchEvent`s; same arguments and errors as `AsyncClient.stream`."""
         body, headers = self._prepare(
@@ -692,10 +791,13 @@ class Client(_BaseClient):
             max_tokens=max_tokens,
             seed=seed,
             extra=extra,
+            resumable=resumable,
         )
         if self.in_process:
             events = self._engine_events(body)  # before the loop thread: this may raise
             return self._loop_thread().iterate(events)
+        if resumable:
+            return self._resumable_events(body, headers, timeout)
         return self._http_events(body, headers, timeout)
 
     def generate(
@@ -744,6 +846,51 @@ class Client(_BaseClient):
                     if decoder.finished:
                         return
             yield from decoder.close()
+        finally:
+            response.close()
+
+    def _resumable_events(
+        self, body: dict[str, Any], headers: dict[str, str], timeout: float
+    ) -> Iterator[PatchEvent]:
+        """`_http_events`, resuming the stream after a drop (`openbrace.reconnect`)."""
+        http = self._http_client()
+        state, reader = Reconnect(), _RecordReader()
+        request = self._build_request(http, body, headers, timeout)
+        while True:
+            try:
+                for event in self._one_connection(http, request, state, reader, timeout):
+                    state.delivered()
+                    yield event
+                return
+            except (ProtocolError, TransportError, PatchStreamError) as exc:
+                delay = _retry_delay(exc, state, reader)
+                if delay is None:
+                    raise
+            time.sleep(delay)
+            request = self._resume_request(http, state, headers, timeout)
+
+    def _one_connection(
+        self,
+        http: httpx.Client,
+        request: httpx.Request,
+        state: Reconnect,
+        reader: _RecordReader,
+        timeout: float,
+    ) -> Iterator[PatchEvent]:
+        with self._transport_errors(timeout):
+            response = http.send(request, stream=True)
+        try:
+            with self._transport_errors(timeout, answered=True):
+                if response.status_code != 200:
+                    raise _status_error(response.status_code, response.read())
+                state.stream_id = state.stream_id or response.headers.get("x-stream-id")
+                decoder = _PatchDecoder(self.framing, reader, first_id=state.ops)
+                for chunk in response.iter_bytes():
+                    yield from decoder.feed(chunk)
+                    if decoder.finished:
+                        return
+            yield from decoder.close()
+            _check_finished(reader)
         finally:
             response.close()
 

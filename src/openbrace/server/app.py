@@ -116,6 +116,14 @@ class ServerConfig:
             raise ValueError("request_timeout and keepalive must be > 0, queue_timeout >= 0")
         if any(not key for key in self.api_keys):
             raise ValueError("an API key cannot be empty")
+        if self.resume_ttl < 0 or self.resume_max_streams < 1 or self.resume_max_bytes < 1:
+            raise ValueError("resume_ttl must be >= 0, resume_max_streams/bytes >= 1")
+        if self.resume_store not in (None, "memory") and not self.resume_store.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError(
+                f"unknown resume store {self.resume_store!r}: use 'memory' or redis://HOST:PORT/DB"
+            )
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]

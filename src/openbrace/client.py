@@ -172,6 +172,13 @@ def _retry_delay(exc: Exception, state: Reconnect, reader: _RecordReader) -> flo
     return state.next_delay()
 
 
+def _policy(resumable: bool | Reconnect) -> Reconnect:
+    """A fresh `Reconnect` for one stream: the default policy, or a copy of the one given."""
+    if isinstance(resumable, Reconnect):
+        return Reconnect(resumable.retries, resumable.backoff, resumable.max_delay)
+    return Reconnect()
+
+
 def _check_finished(reader: _RecordReader) -> None:
     """A resumable stream always ends with `done` or `error`: without one it was cut."""
     if not reader.finished:
@@ -568,7 +575,7 @@ class AsyncClient(_BaseClient):
         seed: int | None = None,
         timeout: float = 60.0,
         extra: dict[str, Any] | None = None,
-        resumable: bool = False,
+        resumable: bool | Reconnect = False,
     ) -> AsyncPatchStream:
         """Stream `PatchEvent`s as the model fills in a structured response.
 
@@ -582,7 +589,8 @@ class AsyncClient(_BaseClient):
             resumable: over HTTP, ask for a resumable stream and, if the connection
                 drops, resume it where it stopped (`openbrace.reconnect`: up to 5
                 attempts in a row, backing off from 0.25 s): every event still arrives
-                exactly once. In-process there is no connection to lose: no effect.
+                exactly once. A `Reconnect(retries=, backoff=, max_delay=)` sets the
+                policy. In-process there is no connection to lose: no effect.
 
         Returns:
             An `AsyncPatchStream` (iterate it; `async with` closes it for sure).
@@ -602,12 +610,13 @@ class AsyncClient(_BaseClient):
             max_tokens=max_tokens,
             seed=seed,
             extra=extra,
-            resumable=resumable,
+            resumable=resumable is not False,
         )
         if self.in_process:
             return AsyncPatchStream(self._engine_events(body))
         if resumable:
-            return AsyncPatchStream(self._resumable_events(body, headers, timeout))
+            policy = _policy(resumable)
+            return AsyncPatchStream(self._resumable_events(body, headers, timeout, policy))
         return AsyncPatchStream(self._http_events(body, headers, timeout))
 
     async def generate(
@@ -668,11 +677,11 @@ class AsyncClient(_BaseClient):
             await response.aclose()
 
     async def _resumable_events(
-        self, body: dict[str, Any], headers: dict[str, str], timeout: float
+        self, body: dict[str, Any], headers: dict[str, str], timeout: float, state: Reconnect
     ) -> AsyncIterator[PatchEvent]:
         """`_http_events`, resuming the stream after a drop (`openbrace.reconnect`)."""
         http = self._http_client()
-        state, reader = Reconnect(), _RecordReader()
+        reader = _RecordReader()
         request = self._build_request(http, body, headers, timeout)
         while True:
             try:
@@ -780,7 +789,7 @@ class Client(_BaseClient):
         seed: int | None = None,
         timeout: float = 60.0,
         extra: dict[str, Any] | None = None,
-        resumable: bool = False,
+        resumable: bool | Reconnect = False,
     ) -> Iterator[PatchEvent]:
         """Stream `PatchEvent`s; same arguments and errors as `AsyncClient.stream`."""
         body, headers = self._prepare(
@@ -791,13 +800,13 @@ class Client(_BaseClient):
             max_tokens=max_tokens,
             seed=seed,
             extra=extra,
-            resumable=resumable,
+            resumable=resumable is not False,
         )
         if self.in_process:
             events = self._engine_events(body)  # before the loop thread: this may raise
             return self._loop_thread().iterate(events)
         if resumable:
-            return self._resumable_events(body, headers, timeout)
+            return self._resumable_events(body, headers, timeout, _policy(resumable))
         return self._http_events(body, headers, timeout)
 
     def generate(
@@ -850,11 +859,11 @@ class Client(_BaseClient):
             response.close()
 
     def _resumable_events(
-        self, body: dict[str, Any], headers: dict[str, str], timeout: float
+        self, body: dict[str, Any], headers: dict[str, str], timeout: float, state: Reconnect
     ) -> Iterator[PatchEvent]:
         """`_http_events`, resuming the stream after a drop (`openbrace.reconnect`)."""
         http = self._http_client()
-        state, reader = Reconnect(), _RecordReader()
+        reader = _RecordReader()
         request = self._build_request(http, body, headers, timeout)
         while True:
             try:

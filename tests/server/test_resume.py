@@ -117,7 +117,7 @@ def test_drop_after_op_k_then_resume_delivers_every_op_once(
 
 def test_generation_continues_while_no_client_is_connected(server: LoopbackServer) -> None:
     """Dropped after the first op, the stream still completes; a later resume replays it."""
-    stream_id, before = start_and_drop(server.url, "ndjson", 1)
+    stream_id, _ = start_and_drop(server.url, "ndjson", 1)
     time.sleep(1.0)  # the writer needs ~0.6 s: it is done by now, with nobody connected
     status, records = resume(server.url, stream_id, "ndjson", -1)
     assert status == 200

@@ -20,7 +20,7 @@ def test_exported_members():
     assert set(openbrace.__all__) == public
     for name in openbrace.__all__:
         assert getattr(openbrace, name).__doc__, f"{name} has no docstring"
-    for path in ("client", "schema", "validation", "pointer", "wire", "_inprocess"):
+    for path in ("client", "request", "schema", "validation", "pointer", "wire", "_inprocess"):
         module = importlib.import_module(f"openbrace.{path}")
         assert all(hasattr(module, name) for name in module.__all__)
     # `openbrace.wire` re-exports exactly the public names of its two modules.

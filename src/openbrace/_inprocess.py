@@ -1,8 +1,9 @@
 """The in-process transport: a client served by an engine or an app in this process.
 
-- `engine_records(engine, request)`: the records the server would stream for a
-  request, produced by the server's own pipeline here; a refusal before the stream
-  is the `PatchStreamError` the server's status line would have raised.
+- `engine_records(engine, body)`: the records the server would stream for a
+  chat-completions body, parsed by the server's own `parse_chat` and produced by
+  its own pipeline here; a refusal before the stream is the `PatchStreamError`
+  the server's status line would have raised.
 - `LoopThread`: a private event loop in a daemon thread, so sync code can drive
   async engines (`Client` in-process).
 - `SyncASGITransport`: a sync httpx transport onto an ASGI app, on a `LoopThread`
@@ -14,23 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from .exceptions import PatchStreamError
+from .exceptions import PatchStreamError, RequestError
 
 if TYPE_CHECKING:
-    from .engines.base import Engine, GenerationRequest
+    from .engines.base import Engine
 
 __all__ = [
     "IN_PROCESS_URL",
     "LoopThread",
     "SyncASGITransport",
-    "engine_error",
     "engine_records",
 ]
 
@@ -39,34 +38,24 @@ T = TypeVar("T")
 IN_PROCESS_URL = "http://in-process.invalid/v1"  # never resolved: an ASGI transport serves it
 
 
-async def engine_records(
-    engine: Engine, request: GenerationRequest
-) -> AsyncIterator[dict[str, Any]]:
-    """The records of `request` from `engine`, as the server would stream them."""
-    from .engines.base import EngineRequestError, EngineUnavailableError
+async def engine_records(engine: Engine, body: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """The records of the chat-completions `body` from `engine`, as the server would
+    stream them (a patch stream: `body` must ask for `stream: "patch"`)."""
+    from .request import parse_chat
     from .streaming import patch_records
 
-    records = patch_records(engine, request)
+    try:
+        plan = parse_chat(body)
+    except RequestError as exc:
+        raise PatchStreamError.from_request_error(exc) from exc
+    records = patch_records(engine, plan.request)
     try:
         async for record in records:
             yield record
-    except (EngineRequestError, EngineUnavailableError) as exc:
-        raise engine_error(exc) from exc
+    except RequestError as exc:
+        raise PatchStreamError.from_request_error(exc) from exc
     finally:
         await records.aclose()  # type: ignore[attr-defined]
-
-
-def engine_error(exc: Exception) -> PatchStreamError:
-    """What the server would have answered for an engine's pre-stream refusal."""
-    status = int(getattr(exc, "status", 400))
-    error = {
-        "message": getattr(exc, "message", str(exc)),
-        "type": "invalid_request_error" if status < 500 else "server_error",
-        "param": getattr(exc, "param", None),
-        "code": getattr(exc, "code", None),
-    }
-    # The error object as built; `body` holds the text an HTTP client would have read.
-    return PatchStreamError(status, json.dumps({"error": error}, ensure_ascii=False), error=error)
 
 
 class LoopThread:

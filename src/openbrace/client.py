@@ -48,12 +48,12 @@ from .exceptions import (
     error_class,
 )
 from .reconnect import RETRIABLE_STATUS, Reconnect
-from .schema import normalize, to_json_schema
+from .schema import to_json_schema
 
 if TYPE_CHECKING:
     import openai
 
-    from .engines.base import Engine, GenerationRequest
+    from .engines.base import Engine
 
 __all__ = [
     "AsyncClient",
@@ -351,27 +351,9 @@ class _BaseClient:
             body["stream_options"] = {**options, "resumable": True, "include_usage": True}
         return body, headers
 
-    def _generation_request(self, body: dict[str, Any]) -> GenerationRequest:
-        from .engines.base import GenerationRequest
-
-        rest = {k: v for k, v in body.items() if k not in _REQUEST_FIELDS}
-        stop = body.get("stop")
-        return GenerationRequest(
-            model=body["model"],
-            messages=body["messages"],
-            schema=normalize(body["response_format"]["json_schema"]["schema"]),
-            temperature=body.get("temperature"),
-            top_p=body.get("top_p"),
-            max_tokens=body.get("max_tokens"),
-            seed=body.get("seed"),
-            stop=[stop] if isinstance(stop, str) else stop,
-            extra=rest,
-        )
-
     def _engine_events(self, body: dict[str, Any]) -> AsyncIterator[PatchEvent]:
         """In-process: the events of `body`, from this client's engine."""
-        request = self._generation_request(body)
-        return _local_events(self._get_engine(), request)
+        return _local_events(self._get_engine(), body)
 
     def _build_request(
         self,
@@ -468,22 +450,6 @@ class _BaseClient:
         raise NotImplementedError
 
 
-_REQUEST_FIELDS = frozenset(
-    {
-        "model",
-        "messages",
-        "response_format",
-        "temperature",
-        "top_p",
-        "max_tokens",
-        "seed",
-        "stop",
-        "stream",
-        "stream_options",
-    }
-)
-
-
 def _env(*names: str) -> str | None:
     for name in names:
         if value := os.environ.get(name):
@@ -491,10 +457,10 @@ def _env(*names: str) -> str | None:
     return None
 
 
-async def _local_events(engine: Engine, request: GenerationRequest) -> AsyncIterator[PatchEvent]:
+async def _local_events(engine: Engine, body: dict[str, Any]) -> AsyncIterator[PatchEvent]:
     """In-process: the server's own records, read by the same `_RecordReader`."""
     reader = _RecordReader()
-    records = _inprocess.engine_records(engine, request)
+    records = _inprocess.engine_records(engine, body)
     try:
         async for record in records:
             event = reader.read(record)
@@ -803,8 +769,7 @@ class Client(_BaseClient):
             resumable=resumable is not False,
         )
         if self.in_process:
-            events = self._engine_events(body)  # before the loop thread: this may raise
-            return self._loop_thread().iterate(events)
+            return self._loop_thread().iterate(self._engine_events(body))
         if resumable:
             return self._resumable_events(body, headers, timeout, _policy(resumable))
         return self._http_events(body, headers, timeout)

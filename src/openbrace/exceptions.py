@@ -4,9 +4,12 @@
 OpenBraceError
 ├── InvalidSchemaError      the response_format is not a usable schema (raised before any request)
 ├── PointerError            a malformed RFC 6901 JSON Pointer, or one that does not resolve
-├── PatchStreamError        the server answered with a non-200 status: `status_code`, `body`
-├── ProtocolError           a frame that is not valid NDJSON/SSE, or a stream cut mid-frame
-├── TransportError          the request or its answer did not get through: `url`, httpx's cause
+├── RequestError            refused before any op (server side): `status`, `type`, `param`, `code`
+│   ├── EngineRequestError      the engine refuses it (unknown model, unsupported field): a 4xx
+│   └── EngineUnavailableError  the engine cannot serve now (model not loadable, upstream down)
+├── PatchStreamError        (client) the server answered a non-200 status: `status_code`, `body`
+├── ProtocolError           (client) a frame that is not valid NDJSON/SSE, or a stream cut mid-frame
+├── TransportError          (client) the request or its answer did not get through: `url`
 │   ├── ConnectError            nothing accepted the connection: is the server running at `url`?
 │   └── ReadTimeoutError        the server sent nothing for `timeout` seconds
 └── StreamError             an error record ended the stream: `type`, `message`, `code`, `snapshot`
@@ -18,6 +21,8 @@ OpenBraceError
     └── ServerError             type "server_error"
 ```
 
+A `RequestError` on the server is the client's `PatchStreamError`: the same status
+and error object, whether it travelled over HTTP or stayed in-process.
 A `StreamError` means the ops delivered before it are still valid: `snapshot` is
 the document they built.
 """
@@ -29,6 +34,8 @@ from typing import Any
 
 __all__ = [
     "ConnectError",
+    "EngineRequestError",
+    "EngineUnavailableError",
     "InvalidOutputError",
     "InvalidRequestError",
     "InvalidSchemaError",
@@ -38,6 +45,7 @@ __all__ = [
     "PointerError",
     "ProtocolError",
     "ReadTimeoutError",
+    "RequestError",
     "ServerError",
     "StreamError",
     "StreamTimeoutError",
@@ -69,12 +77,72 @@ class PointerError(OpenBraceError, ValueError):
     """A JSON Pointer that is malformed or does not resolve against the document."""
 
 
+# OpenAI's error `type` for a status, when the raiser names none.
+_TYPE_BY_STATUS = {
+    401: "authentication_error",
+    429: "rate_limit_error",
+    500: "server_error",
+    502: "upstream_error",
+    503: "server_error",
+    504: "timeout",
+}
+
+
+class RequestError(OpenBraceError):
+    """A request refused before any op was generated: the server answers `status`.
+
+    Raised by `openbrace.request.parse_chat` for a bad body (400, `param` naming the
+    field), by the server's limits (401, 413, 429) and by engines before their first
+    delta (the two subclasses).
+
+    Args:
+        message: what is wrong, for the caller (no secrets, no internals).
+        status: the HTTP status the server answers with.
+        param: the request field at fault, if any.
+        code: a short machine-readable code, if any.
+        type: OpenAI's error `type`; derived from `status` when omitted.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        param: str | None = None,
+        code: str | None = None,
+        type: str | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.param = param
+        self.code = code
+        fallback = "invalid_request_error" if status < 500 else "server_error"
+        self.type = type or _TYPE_BY_STATUS.get(status, fallback)
+
+    def to_error(self) -> dict[str, Any]:
+        """The OpenAI error object: `{"message", "type", "param", "code"}`."""
+        return {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+
+
+class EngineRequestError(RequestError):
+    """The engine refuses the request before generating (HTTP `status`, default 400)."""
+
+
+class EngineUnavailableError(RequestError):
+    """The engine cannot serve right now (model not loadable, upstream down): HTTP 503/502."""
+
+    def __init__(self, message: str, *, status: int = 503, code: str = "engine_unavailable"):
+        super().__init__(message, status=status, code=code)
+
+
 class PatchStreamError(OpenBraceError, RuntimeError):
     """The server refused the request: a non-200 status, before any op was streamed.
 
     As in the dottxt SDK (whose `PatchStreamError` is a `RuntimeError`), `body` is the
     response body as text; `error` is its OpenAI-shaped `{"error": {...}}` object
     parsed, when it is one (else None); pass `error` when it is already at hand.
+    In-process, `from_request_error` builds it from the server-side refusal itself.
     """
 
     def __init__(self, status_code: int, body: Any, *, error: dict[str, Any] | None = None):
@@ -84,6 +152,17 @@ class PatchStreamError(OpenBraceError, RuntimeError):
         message = self.error.get("message") if self.error else None
         text = body if isinstance(body, str) else repr(body)
         super().__init__(f"HTTP {status_code}: {message or text[:500]}")
+
+    @classmethod
+    def from_request_error(cls, exc: RequestError) -> PatchStreamError:
+        """What an HTTP client would have raised for `exc`, answered by the server.
+
+        The error object is `exc`'s own (nothing is parsed back); `body` holds the text
+        the server would have sent. Raise it `from exc`.
+        """
+        error = exc.to_error()
+        body = json.dumps({"error": error}, ensure_ascii=False)
+        return cls(exc.status, body, error=error)
 
 
 def _error_object(body: Any) -> dict[str, Any] | None:

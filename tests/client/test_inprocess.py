@@ -67,6 +67,19 @@ def test_in_process_engine_refusal_is_a_patch_stream_error():
     assert info.value.status_code == 404 and info.value.error["param"] == "model"
 
 
+def test_in_process_parses_the_body_as_the_server_does():
+    """One parser: `max_completion_tokens` counts and a bad field is the server's 400."""
+    seen: list[GenerationRequest] = []
+    engine = MockEngine(mock_handler(TEXT, seen=seen))
+    with Client(engine=engine) as client:
+        client.generate(**ask(model="mock", extra={"max_completion_tokens": 5}))
+        assert seen[-1].max_tokens == 5
+        with pytest.raises(PatchStreamError) as info:
+            list(client.stream(**ask(model="mock", extra={"top_p": 7})))
+    assert info.value.status_code == 400 and info.value.error["param"] == "top_p"
+    assert len(seen) == 1, "a refused body never reaches the engine"
+
+
 class Gate:
     """An engine that yields one piece, then waits; it records being closed."""
 

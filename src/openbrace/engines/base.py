@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..exceptions import OpenBraceError
+from ..exceptions import EngineRequestError, EngineUnavailableError
 
 __all__ = [
     "Engine",
@@ -90,28 +90,6 @@ class GenerationRequest:
     seed: int | None = None
     stop: list[str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-class EngineRequestError(OpenBraceError):
-    """The engine refuses the request before generating (HTTP `status`, default 400)."""
-
-    def __init__(
-        self, message: str, *, status: int = 400, param: str | None = None, code: str | None = None
-    ):
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.param = param
-        self.code = code
-
-
-class EngineUnavailableError(OpenBraceError):
-    """The engine cannot serve right now (model not loadable, upstream down): HTTP 503/502."""
-
-    def __init__(self, message: str, *, status: int = 503):
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 class Engine:

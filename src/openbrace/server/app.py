@@ -44,8 +44,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..engines.base import Engine
-from .body import ChatPlan, parse_chat_body
-from .errors import ApiError, as_api_error, error_response
+from ..exceptions import RequestError
+from ..request import ChatPlan, parse_chat
+from .errors import as_request_error, error_response
 from .limits import Gate, authorized, read_body
 from .metrics import CONTENT_TYPE, Metrics
 from .responses import GenerationResponse, Runtime
@@ -159,15 +160,14 @@ def create_app(
         async def run(request: Request) -> Response:
             try:
                 if not authorized(request.headers.get("authorization"), keys):
-                    raise ApiError(
-                        401,
+                    raise RequestError(
                         "missing or invalid API key: send 'Authorization: Bearer KEY'",
+                        status=401,
                         code="invalid_api_key",
-                        headers={"WWW-Authenticate": "Bearer"},
                     )
                 return await endpoint(request)
             except Exception as exc:
-                err = as_api_error(exc)
+                err = as_request_error(exc)
                 metrics.errors["before", err.type] += 1
                 return error_response(err)
 
@@ -175,7 +175,7 @@ def create_app(
 
     async def completions(request: Request) -> Response:
         started = time.monotonic()
-        plan = parse_chat_body(await read_body(request, config.max_body_bytes))
+        plan = parse_chat(await read_body(request, config.max_body_bytes))
         plan = await _resolve_model(engine, plan)
         sse = "text/event-stream" in request.headers.get("accept", "")
         key = bearer_token(request.headers.get("authorization")) if keys else None
@@ -228,7 +228,7 @@ def create_app(
     async def index(request: Request) -> Response:
         page = config.static_dir / "index.html"
         if not page.is_file():
-            raise ApiError(404, "the playground is not installed", code="not_found")
+            raise RequestError("the playground is not installed", status=404, code="not_found")
         return FileResponse(page)
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -296,13 +296,13 @@ async def _resolve_model(engine: Engine, plan: ChatPlan) -> ChatPlan:
     model = plan.request.model
     if not model:
         if not ids:
-            raise ApiError(503, "the engine serves no model", code="engine_unavailable")
+            raise RequestError("the engine serves no model", status=503, code="engine_unavailable")
         model = ids[0]
     elif model not in ids:
         shown = model if len(model) <= 100 else model[:97] + "..."
-        raise ApiError(
-            404,
+        raise RequestError(
             f"model '{shown}' does not exist here; available: {', '.join(ids[:20])}",
+            status=404,
             param="model",
             code="model_not_found",
         )

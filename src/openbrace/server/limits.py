@@ -1,6 +1,6 @@
 """What the server lets in: API keys, body size, and concurrent generations.
 
-All three answer before any work is done, with an `ApiError` (401, 413, 429):
+All three answer before any work is done, with a `RequestError` (401, 413, 429):
 a refused request costs the server almost nothing.
 """
 
@@ -11,7 +11,7 @@ import hmac
 import anyio
 from starlette.requests import Request
 
-from .errors import ApiError
+from ..exceptions import RequestError
 
 __all__ = ["Gate", "authorized", "read_body"]
 
@@ -52,9 +52,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _too_large(limit: int) -> ApiError:
-    return ApiError(
-        413, f"request body exceeds the limit of {limit} bytes", code="request_too_large"
+def _too_large(limit: int) -> RequestError:
+    return RequestError(
+        f"request body exceeds the limit of {limit} bytes", status=413, code="request_too_large"
     )
 
 
@@ -87,7 +87,7 @@ class Gate:
         return 0 if self._semaphore is None else self.limit - self._semaphore.value
 
     async def acquire(self, wait: float | None = None) -> None:
-        """Take a slot, waiting in the queue if there is room; `ApiError(429)` otherwise.
+        """Take a slot, waiting in the queue if there is room; `RequestError(429)` otherwise.
 
         Args:
             wait: wait at most this long (and never longer than the gate's own `wait`).
@@ -115,7 +115,5 @@ class Gate:
         self._semaphore.release()
 
 
-def _busy(message: str) -> ApiError:
-    return ApiError(
-        429, f"{message}; retry later", code="too_many_requests", headers={"Retry-After": "1"}
-    )
+def _busy(message: str) -> RequestError:
+    return RequestError(f"{message}; retry later", status=429, code="too_many_requests")

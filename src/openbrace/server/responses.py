@@ -32,10 +32,10 @@ from starlette.types import Message, Receive, Scope, Send
 
 from .. import wire
 from ..engines.base import Engine, Finish
-from ..exceptions import ServerError, StreamError, StreamTimeoutError
+from ..exceptions import RequestError, ServerError, StreamError, StreamTimeoutError
+from ..request import ChatPlan
 from ..streaming import patch_records
-from .body import ChatPlan
-from .errors import ApiError, as_api_error, error_body
+from .errors import as_request_error, error_response
 from .limits import Gate
 from .metrics import Metrics
 from .resume import Resumer
@@ -93,6 +93,7 @@ class GenerationResponse:
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
         self._send: Send | None = None
+        self._scope: Scope = {"type": "http"}
         self.disconnected = False
         self._started = False  # the status line was sent
         self._status = 0
@@ -103,6 +104,7 @@ class GenerationResponse:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._send = send
+        self._scope = scope
         # The deadline is enforced where the engine is awaited (a `timeout` record);
         # this outer bound also catches a client that stops reading, which would
         # otherwise hold its slot forever with `send` blocked on a full socket.
@@ -156,7 +158,7 @@ class GenerationResponse:
     async def _run(self) -> None:
         try:
             await self.rt.gate.acquire(wait=self.deadline - time.monotonic())
-        except ApiError as exc:
+        except RequestError as exc:
             await self._error(exc)
             return
         self.rt.metrics.streams_in_flight += 1
@@ -179,7 +181,7 @@ class GenerationResponse:
 
     async def _generate(self) -> None:
         request, mode = self.plan.request, self.plan.mode
-        if self.plan.resumable and self.rt.resumer is not None:
+        if self.plan.options.resumable and self.rt.resumer is not None:
             await self._resumable(self.rt.resumer)
             return
         source: AsyncIterator[Any] = (
@@ -227,11 +229,10 @@ class GenerationResponse:
         except (StoreFullError, StoreUnavailableError) as exc:
             full = isinstance(exc, StoreFullError)
             await self._error(
-                ApiError(
-                    503,
+                RequestError(
                     f"cannot start a resumable stream: {exc}",
+                    status=503,
                     code="resume_store_full" if full else "resume_store_unavailable",
-                    headers={"Retry-After": "1"},
                 )
             )
             return
@@ -264,21 +265,16 @@ class GenerationResponse:
     def _framed(self, records: AsyncIterator[wire.Numbered]) -> tuple[AsyncIterator[bytes], str]:
         if self.sse:
             return wire.sse_frames(records, keepalive=self.rt.keepalive), wire.SSE
-        return wire.ndjson_frames(records, include_usage=self.plan.include_usage), wire.NDJSON
+        return wire.ndjson_frames(
+            records, include_usage=self.plan.options.include_usage
+        ), wire.NDJSON
 
     # -- delivery -----------------------------------------------------------------
 
     async def _error(self, exc: BaseException) -> None:
-        err = as_api_error(exc)
+        err = as_request_error(exc)
         self.rt.metrics.errors["before", err.type] += 1
-        body = json.dumps(error_body(err.message, err.type, err.param, err.code)).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        headers += [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
-        await self._emit({"type": "http.response.start", "status": err.status, "headers": headers})
-        await self._emit({"type": "http.response.body", "body": body})
+        await error_response(err)(self._scope, _no_receive, self._emit)
 
     async def _json(self, source: AsyncIterator[Any], item: Any) -> None:
         parts: list[str] = []
@@ -350,7 +346,7 @@ class GenerationResponse:
         records = wire.number_ops(self._records(source, first), self.op_ids)
         if self.sse:
             return wire.sse_frames(records, keepalive=self.rt.keepalive), wire.SSE
-        frames = wire.ndjson_frames(records, include_usage=self.plan.include_usage)
+        frames = wire.ndjson_frames(records, include_usage=self.plan.options.include_usage)
         return frames, wire.NDJSON
 
     async def _records(
@@ -400,7 +396,7 @@ class GenerationResponse:
             yield _sse_data(item.to_record())
             return
         yield self._chunk({}, finish_reason=item.reason)
-        if self.plan.include_usage:
+        if self.plan.options.include_usage:
             yield _sse_data({**self._chunk_head(), "choices": [], "usage": item.usage.to_dict()})
         yield b"data: [DONE]\n\n"
 
@@ -426,6 +422,10 @@ async def _prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
     yield first
     async for item in rest:
         yield item
+
+
+async def _no_receive() -> Message:
+    raise RuntimeError("the request body was read before the response started")
 
 
 async def _close(iterator: AsyncIterator[Any]) -> None:

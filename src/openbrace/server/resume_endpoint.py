@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from .. import wire
-from .errors import ApiError
+from ..exceptions import RequestError
 from .resume import Resumer, StreamNotFound, bearer_token, parse_after
 from .stores import StoreStats, StoreUnavailableError, StreamStore
 
@@ -36,21 +36,22 @@ async def resume_response(
     try:
         after = parse_after(request.query_params.get("after"), request.headers.get("last-event-id"))
     except ValueError as exc:
-        raise ApiError(400, str(exc), param="after", code="invalid_value") from None
+        raise RequestError(str(exc), param="after", code="invalid_value") from None
     key = None if open else bearer_token(request.headers.get("authorization"))
     stream_id = request.path_params["stream_id"]
     try:
         records = await resumer.open(stream_id, key, after)
     except StreamNotFound:
-        raise ApiError(
-            404, "no resumable stream with this id (unknown, or expired)", code="stream_not_found"
+        raise RequestError(
+            "no resumable stream with this id (unknown, or expired)",
+            status=404,
+            code="stream_not_found",
         ) from None
     except StoreUnavailableError:
-        raise ApiError(
-            503,
+        raise RequestError(
             "the resume store is unavailable; retry later",
+            status=503,
             code="resume_store_unavailable",
-            headers={"Retry-After": "1"},
         ) from None
     headers = {"cache-control": "no-cache", "x-accel-buffering": "no", "x-stream-id": stream_id}
     if "text/event-stream" in request.headers.get("accept", ""):

@@ -1,24 +1,34 @@
-"""The chat-completions request body: bytes -> a validated `ChatPlan`.
+"""The chat-completions request: a body -> a validated `ChatPlan`. Pure (no I/O, no Starlette).
 
-Everything a client can get wrong in the body is found here, before any engine
-work, and refused with a 400 that names the field (`param`) and says what was
-expected. Known OpenAI fields are type- and range-checked; any other field goes
-to `GenerationRequest.extra`, which an upstream engine forwards and the local
-engine refuses by name (SPEC section 2).
+One parser for every path a body can take: the server's `/v1/chat/completions`
+and the client's in-process streams. Everything a caller can get wrong in the
+body is found here, before any engine work, and refused with a `RequestError`
+(status 400) whose `param` names the field; an unusable `response_format`
+raises `InvalidSchemaError` (also a 400 on the server). Known OpenAI fields are
+type- and range-checked; any other field goes to `GenerationRequest.extra`,
+which an upstream engine forwards and the local engine refuses by name (SPEC
+section 2).
+
+```python
+from openbrace.request import parse_chat
+
+plan = parse_chat({"messages": [{"role": "user", "content": "hi"}], "stream": True})
+assert plan.mode == "chunks" and plan.request.model == ""
+```
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .. import schema as schemas
-from ..engines.base import GenerationRequest
-from ..exceptions import InvalidSchemaError
-from .errors import ApiError
+from . import schema as schemas
+from .engines.base import GenerationRequest
+from .exceptions import InvalidSchemaError, RequestError
 
-__all__ = ["ChatPlan", "Mode", "parse_chat_body"]
+__all__ = ["ChatPlan", "Mode", "StreamOptions", "parse_chat"]
 
 Mode = Literal["json", "chunks", "patch"]
 """`stream: false` -> one JSON body; `true` -> OpenAI chunks; `"patch"` -> this project."""
@@ -39,9 +49,26 @@ _KNOWN = frozenset(
         "stop",
     }
 )
+_PATCH_ONLY_OPTIONS = ("partial_strings", "resumable")
 _MAX_INT = 2**31 - 1  # llama.cpp and most servers keep token counts in a C int
 _MAX_SEED = 2**64 - 1
 _MAX_STOP = 16
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How the stream is delivered, from the body's `stream_options`.
+
+    Attributes:
+        include_usage: end with usage (a `done` record in patch mode, a usage chunk
+            with `stream: true`).
+        partial_strings: patch mode only: `partial` records while a string grows.
+        resumable: patch mode only: the server keeps the stream for `GET /v1/streams/{id}`.
+    """
+
+    include_usage: bool = False
+    partial_strings: bool = False
+    resumable: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,59 +80,62 @@ class ChatPlan:
 
     request: GenerationRequest
     mode: Mode
-    include_usage: bool
-    resumable: bool = False
+    options: StreamOptions = field(default_factory=StreamOptions)
 
 
-def parse_chat_body(raw: bytes) -> ChatPlan:
-    """Validate a `/v1/chat/completions` body; `ApiError(400)` naming the field if bad.
+def parse_chat(body: bytes | Mapping[str, Any]) -> ChatPlan:
+    """Validate a `/v1/chat/completions` body (raw bytes, or JSON already decoded).
 
-    Cost: one `json.loads` plus, with a `response_format`, one schema normalisation
-    and check (linear in the schema's size).
+    Raises:
+        RequestError: status 400, `param` naming the field at fault.
+        InvalidSchemaError: the `response_format` schema is not usable.
+
+    Cost: one `json.loads` for bytes plus, with a `response_format`, one schema
+    normalisation and check (linear in the schema's size).
     """
-    body = _load(raw)
-    mode = _mode(body.get("stream"))
-    schema = _schema(body.get("response_format"))
+    fields = _load(body) if isinstance(body, bytes | bytearray) else _object(body)
+    mode = _mode(fields.get("stream"))
+    schema = _schema(fields.get("response_format"))
     if mode == "patch" and schema is None:
         raise _bad(
             'stream "patch" needs a response_format of type "json_schema" or "json_object"',
             "response_format",
         )
     request = GenerationRequest(
-        model=_model(body.get("model")),
-        messages=_messages(body.get("messages")),
+        model=_model(fields.get("model")),
+        messages=_messages(fields.get("messages")),
         schema=schema,
-        temperature=_number(body, "temperature", 0.0, 2.0),
-        top_p=_number(body, "top_p", 0.0, 1.0),
-        max_tokens=_max_tokens(body),
-        seed=_int(body, "seed", -(2**63), _MAX_SEED),
-        stop=_stop(body.get("stop")),
-        extra={k: v for k, v in body.items() if k not in _KNOWN},
+        temperature=_number(fields, "temperature", 0.0, 2.0),
+        top_p=_number(fields, "top_p", 0.0, 1.0),
+        max_tokens=_max_tokens(fields),
+        seed=_int(fields, "seed", -(2**63), _MAX_SEED),
+        stop=_stop(fields.get("stop")),
+        extra={k: v for k, v in fields.items() if k not in _KNOWN},
     )
-    options = body.get("stream_options")
-    resumable = isinstance(options, dict) and options.get("resumable") is True
-    if resumable and mode != "patch":
-        raise _bad('stream_options.resumable needs stream "patch"', "stream_options.resumable")
-    return ChatPlan(request, mode, _include_usage(options), resumable)
+    return ChatPlan(request, mode, _options(fields.get("stream_options"), mode))
 
 
-def _bad(message: str, param: str | None = None, code: str = "invalid_value") -> ApiError:
-    return ApiError(400, message, param=param, code=code)
+def _bad(message: str, param: str | None = None, code: str = "invalid_value") -> RequestError:
+    return RequestError(message, param=param, code=code)
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _load(raw: bytes) -> dict[str, Any]:
+def _load(raw: bytes | bytearray) -> dict[str, Any]:
     try:
         body = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, NaN, 4300+ digits
         detail = str(exc) if len(str(exc)) < 200 else "malformed"
         raise _bad(f"the request body is not valid JSON: {detail}", code="invalid_json") from None
-    if not isinstance(body, dict):
+    return _object(body)
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, Mapping):
         raise _bad("the request body must be a JSON object", code="invalid_json")
-    return body
+    return dict(body)
 
 
 def _mode(stream: Any) -> Mode:
@@ -128,11 +158,11 @@ def _schema(response_format: Any) -> dict[str, Any] | None:
         if found is None:
             return None
         normalized: dict[str, Any] = schemas.normalize(found)
-        schemas.check(normalized)  # InvalidSchemaError -> 400 naming keyword and pointer
+        schemas.check(normalized)  # InvalidSchemaError names keyword and pointer
     except InvalidSchemaError:
         raise
     except (TypeError, ValueError, KeyError, RecursionError) as exc:
-        # A hostile shape the schema module did not anticipate is still the client's fault.
+        # A hostile shape the schema module did not anticipate is still the caller's fault.
         raise _bad(
             f"response_format is malformed ({type(exc).__name__})", "response_format"
         ) from None
@@ -197,7 +227,7 @@ def _int(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
 
 
 def _max_tokens(body: dict[str, Any]) -> int | None:
-    # max_completion_tokens is OpenAI's newer name for the same limit.
+    # max_completion_tokens is OpenAI's newer name for the same limit; it wins.
     newer = body.get("max_completion_tokens") is not None
     name = "max_completion_tokens" if newer else "max_tokens"
     return _int(body, name, 1, _MAX_INT)
@@ -217,12 +247,20 @@ def _stop(stop: Any) -> list[str] | None:
     return stop
 
 
-def _include_usage(options: Any) -> bool:
+def _options(options: Any, mode: Mode) -> StreamOptions:
     if options is None:
-        return False
+        return StreamOptions()
     if not isinstance(options, dict):
         raise _bad("stream_options must be an object", "stream_options")
-    value = options.get("include_usage", False)
+    flags = {name: _flag(options, name) for name in ("include_usage", *_PATCH_ONLY_OPTIONS)}
+    for name in _PATCH_ONLY_OPTIONS:
+        if flags[name] and mode != "patch":
+            raise _bad(f'stream_options.{name} needs stream "patch"', f"stream_options.{name}")
+    return StreamOptions(**flags)
+
+
+def _flag(options: dict[str, Any], name: str) -> bool:
+    value = options.get(name, False)
     if not isinstance(value, bool):
-        raise _bad("stream_options.include_usage must be a boolean", "stream_options.include_usage")
+        raise _bad(f"stream_options.{name} must be a boolean", f"stream_options.{name}")
     return value

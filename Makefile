@@ -23,9 +23,12 @@ $(VENV)/.dev: pyproject.toml | $(PY)
 demo: $(VENV)/.local
 	$(VENV)/bin/openbrace demo
 
-# Debian's Chromium for the playground test (Playwright drives it; no browser download).
+# Debian's Chromium for the playground test (Playwright drives it; no browser download),
+# and redis-server for the resumable-stream tests (skipped, saying so, where it is missing).
 browser-deps:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	@command -v redis-server >/dev/null || [ "$$(id -u)" -ne 0 ] \
+		|| (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
 
 test: $(VENV)/.dev browser-deps
 	$(PY) -m ruff check src tests benchmarks examples

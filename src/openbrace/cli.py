@@ -69,6 +69,12 @@ def _add_client_commands(commands: Any) -> None:
     request.add_argument("--max-tokens", type=int, help="stop after this many tokens")
     request.add_argument("--temperature", type=float)
     request.add_argument("--seed", type=int)
+    request.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="do not ask a server for a resumable stream (by default a dropped connection "
+        "is resumed where it stopped)",
+    )
 
     stream = commands.add_parser(
         "stream", parents=[request], help="print the JSON Patch ops as they arrive, one per line"
@@ -190,6 +196,7 @@ def _request(args: argparse.Namespace, model: str, schema: Any, prompt: str) -> 
         "max_tokens": args.max_tokens,
         "temperature": args.temperature,
         "seed": args.seed,
+        "resumable": not args.no_resume,  # no effect in-process
     }
 
 

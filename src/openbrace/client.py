@@ -596,6 +596,7 @@ class AsyncClient(_BaseClient):
         seed: int | None = None,
         timeout: float = 60.0,
         extra: dict[str, Any] | None = None,
+        resumable: bool | Reconnect = False,
         **more: Any,
     ) -> Any:
         """The whole result: a validated instance for a Pydantic model class, else JSON data.
@@ -613,6 +614,7 @@ class AsyncClient(_BaseClient):
             seed=seed,
             timeout=timeout,
             extra={**(extra or {}), **more},
+            resumable=resumable,
         )
         last: PatchEvent | None = None
         async with stream:
@@ -785,6 +787,7 @@ class Client(_BaseClient):
         seed: int | None = None,
         timeout: float = 60.0,
         extra: dict[str, Any] | None = None,
+        resumable: bool | Reconnect = False,
         **more: Any,
     ) -> Any:
         """The whole result; same arguments and errors as `AsyncClient.generate`."""
@@ -797,6 +800,7 @@ class Client(_BaseClient):
             seed=seed,
             timeout=timeout,
             extra={**(extra or {}), **more},
+            resumable=resumable,
         )
         last: PatchEvent | None = None
         for last in events:  # noqa: B007 - the last event holds the document

@@ -242,3 +242,50 @@ def metric_with_key(url: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"{name} not in /metrics")
+
+
+def test_the_cli_streams_resumably(capsys: pytest.CaptureFixture[str]) -> None:
+    """`openbrace stream` against a server asks for a resumable stream (`--no-resume`
+    does not) and prints every op."""
+    from openbrace.cli import main
+
+    with LoopbackServer(create_app(MockEngine(slow_writer))) as server:
+        base = ["stream", "--base-url", f"{server.url}/v1", "-m", "mock", "-s", "{}", "refund"]
+        assert main(base) == 0
+        assert metric(server.url, "openbrace_resumable_streams_held") == 1
+        assert main([*base, "--no-resume"]) == 0
+        assert metric(server.url, "openbrace_resumable_streams_held") == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert apply_ops([json.loads(line) for line in lines[:N_OPS]]) == DOCUMENT
+    assert len(lines) == 2 * N_OPS
+
+
+def test_delete_stops_the_generation_and_forgets_the_stream() -> None:
+    """DELETE by the owner: the engine stops and readers, then and later, get the stream
+    ended by a `cancelled` error record. Another key's DELETE is a 404."""
+    written: list[str] = []
+
+    async def endless(request: GenerationRequest) -> AsyncIterator[str | Finish]:
+        yield '{"story": "'
+        while True:
+            await asyncio.sleep(0.01)
+            written.append("x")
+            yield "x"
+
+    config = ServerConfig(api_keys=(KEY, OTHER_KEY))
+    with LoopbackServer(create_app(MockEngine(endless), config)) as server:
+        stream_id, _ = start_and_drop(server.url, "ndjson", 1)
+        url = f"{server.url}/v1/streams/{stream_id}"
+        assert httpx.delete(url, headers=headers("ndjson", OTHER_KEY)).status_code == 404
+        with ThreadPoolExecutor(1) as pool:
+            reader = pool.submit(resume, server.url, stream_id, "ndjson", 0)
+            time.sleep(0.2)
+            assert httpx.delete(url, headers=headers("ndjson")).status_code == 204
+            status, records = reader.result(10)
+        assert status == 200 and records[-1]["error"]["code"] == "cancelled"
+        count = len(written)
+        time.sleep(0.3)
+        assert len(written) == count  # the generation stopped
+        status, later = resume(server.url, stream_id, "ndjson", -1)
+        assert status == 200 and later[-1] == records[-1]
+        assert [r for r in later if "op" in r] == [{"op": "add", "path": "", "value": {}}]

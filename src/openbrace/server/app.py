@@ -51,7 +51,7 @@ from .limits import Gate, authorized, read_body
 from .metrics import CONTENT_TYPE, Metrics
 from .responses import GenerationResponse, Runtime
 from .resume import Resumer, bearer_token
-from .resume_endpoint import resume_response, store_stats
+from .resume_endpoint import cancel_response, resume_response, store_stats
 from .stores import open_store
 
 __all__ = ["STATIC_DIR", "ServerConfig", "create_app"]
@@ -183,6 +183,8 @@ def create_app(
         return response  # type: ignore[return-value]
 
     async def resume(request: Request) -> Response:
+        if request.method == "DELETE":
+            return await cancel_response(request, resumer, open=not keys)
         return await resume_response(request, resumer, keepalive=config.keepalive, open=not keys)
 
     async def models(request: Request) -> Response:
@@ -244,8 +246,8 @@ def create_app(
     routes = [
         Route("/v1/chat/completions", guarded(completions), methods=["POST"]),
         Route("/chat/completions", guarded(completions), methods=["POST"]),
-        Route("/v1/streams/{stream_id}", guarded(resume), methods=["GET"]),
-        Route("/streams/{stream_id}", guarded(resume), methods=["GET"]),
+        Route("/v1/streams/{stream_id}", guarded(resume), methods=["GET", "DELETE"]),
+        Route("/streams/{stream_id}", guarded(resume), methods=["GET", "DELETE"]),
         Route("/v1/models", guarded(models), methods=["GET"]),
         Route("/models", guarded(models), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -260,7 +262,7 @@ def create_app(
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(config.cors_origins),
-                allow_methods=["GET", "POST"],
+                allow_methods=["GET", "POST", "DELETE"],
                 allow_headers=["authorization", "content-type", "accept", "last-event-id"],
                 expose_headers=["x-request-id", "x-stream-id"],
                 max_age=600,

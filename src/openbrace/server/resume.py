@@ -119,7 +119,7 @@ class Resumer:
         self.store = store
         self.request_timeout = request_timeout
         self.stats = ResumeStats()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # generating in this process
 
     @property
     def generating(self) -> int:
@@ -154,8 +154,8 @@ class Resumer:
         task = asyncio.get_running_loop().create_task(
             self._produce(stream_id, records, tee, on_end), name=f"resumable-{stream_id[:8]}"
         )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[stream_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(stream_id, None))
         return self._client_copy(tee)
 
     async def open(
@@ -174,11 +174,31 @@ class Resumer:
         self.stats.resumes_served += 1
         return self.store.follow(stream_id, after)
 
+    async def cancel(self, stream_id: str, api_key: str | None) -> None:
+        """Stop a stream's generation (if this process runs it) and end the stream with
+        a `cancelled` error record (a finished stream is left as it is).
+
+        Raises StreamNotFound and StoreUnavailableError as `open` does. Readers get the
+        `cancelled` record. Another replica's generation is not stopped (it runs to its
+        end or its deadline), but its stream ends for every reader.
+        """
+        if not _ID.fullmatch(stream_id):
+            raise StreamNotFound
+        stored = await self.store.owner(stream_id)
+        if stored is None or not hmac.compare_digest(stored, owner_digest(stream_id, api_key)):
+            raise StreamNotFound
+        task = self._tasks.get(stream_id)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.store.append(stream_id, Numbered(None, _CANCELLED))
+
     async def aclose(self) -> None:
         """Cancel running generations (server shutdown) and close the store."""
-        for task in list(self._tasks):
+        for task in list(self._tasks.values()):
             task.cancel()
-        for task in list(self._tasks):
+        for task in list(self._tasks.values()):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.store.aclose()
@@ -214,6 +234,9 @@ class Resumer:
                     storing = await self._store(stream_id, entry)
                 if is_terminal(record):
                     return
+        except asyncio.CancelledError:  # DELETE /v1/streams/{id}, or shutdown
+            tee.put(Numbered(None, _CANCELLED))
+            raise
         except Exception as exc:  # before the first record: a refusal for the caller
             tee.put(exc)
             if not started:
@@ -249,6 +272,11 @@ async def _ending(records: AsyncIterator[Record]) -> AsyncIterator[Record]:
         yield exc.to_record() if isinstance(exc, StreamError) else _internal(exc)
         return
     yield ServerError("the generation ended without a final record").to_record()
+
+
+_CANCELLED: Record = {
+    "error": {"message": "the stream was cancelled", "type": "server_error", "code": "cancelled"}
+}
 
 
 def _internal(exc: Exception) -> Record:

@@ -110,9 +110,62 @@ def _emitter(out_dir: Path, *, smoke: bool = False) -> Section:
     )
 
 
+def _partial_strings(out_dir: Path, *, smoke: bool = False) -> Section:
+    """Issue 13's figure: the emitter with partial strings on vs off, 1 KB to 1 MB."""
+    from . import emitter
+
+    if smoke:
+        results = emitter.run_partial([1_000, 3_000], 4, 1, min_chunks=2_000)
+    else:
+        results = emitter.run_partial(emitter.PARTIAL_SIZES, 4, 5, min_chunks=50_000)
+    rows = [
+        [
+            r["shape"],
+            f"{r['size'] / 1000:.1f} KB" if r["size"] < 10_000 else f"{r['size'] / 1000:.0f} KB",
+            r["chunks"],
+            r["partials"],
+            fmt_time(r["off_ns"] * 1e-9),
+            fmt_time(r["on_ns"] * 1e-9),
+            f"{r['ratio']:.2f}x",
+        ]
+        for r in results
+    ]
+    summary = emitter.partial_summary(results)
+    flat = ", ".join(f"{shape} {ratio:.2f}x" for shape, ratio in summary["flat"].items())
+    body = "\n".join(
+        [
+            "`benchmarks/emitter.py` (`run_partial`): `PatchEmitter.feed` per 4-byte chunk with "
+            "`partial_strings=True` against the default, on two shapes: `tickets` (the support "
+            "tickets of section 1b: many short strings) and `reply` (one long string with a "
+            "quote, a backslash or a non-ASCII character now and then: the case partial strings "
+            "are for). Each run hands every record on and keeps none, as the server does. "
+            "Figures are CPU time per chunk (process time), median of 5 interleaved runs over "
+            "the whole document; `ratio` is on / off. The partial texts are checked to rebuild "
+            "every string before anything is timed.",
+            "",
+            md_table(
+                ["shape", "document", "chunks", "partial records", "off / chunk",
+                 "on / chunk", "ratio"],
+                rows,
+            ),
+            "",
+            f"Flat in size (on, largest / smallest): {flat}.",
+        ]
+    )  # fmt: skip
+    goals = [
+        (
+            f"partial strings on / off, 1 KB to 1 MB (<= {summary['ratio_goal']:.0f}x)",
+            f"at most {summary['ratio']:.2f}x; on flat in size: {flat}",
+            "met" if summary["ratio"] <= summary["ratio_goal"] else "not met",
+        )
+    ]
+    return Section("1c. Partial strings: emitter cost on vs off (issue 13)", body, [], goals)
+
+
 BENCHMARKS: dict[str, Callable[..., Section]] = {
     "extraction": extraction.run,
     "emitter": _emitter,
+    "partial_strings": _partial_strings,
     "client": client_events.run,
     "engine": _engine,
     "generation": _generation,

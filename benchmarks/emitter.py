@@ -17,6 +17,7 @@ per chunk over the whole document.
 
     python -m benchmarks.emitter            # the issue's figure
     python -m benchmarks.emitter --smoke    # a second or two, tiny inputs
+    python -m benchmarks.emitter --partial  # partial strings on vs off, 1 KB to 1 MB
 """
 
 from __future__ import annotations
@@ -31,11 +32,26 @@ from typing import Any
 
 from openbrace import PatchEmitter
 
-__all__ = ["FLAT_GOAL", "SIZES", "SPEEDUP_GOAL", "document", "main", "run", "summary"]
+__all__ = [
+    "FLAT_GOAL",
+    "PARTIAL_GOAL",
+    "PARTIAL_SIZES",
+    "SIZES",
+    "SPEEDUP_GOAL",
+    "document",
+    "main",
+    "partial_summary",
+    "reply_document",
+    "run",
+    "run_partial",
+    "summary",
+]
 
 SIZES = (1_000, 10_000, 100_000)
 FLAT_GOAL = 1.5  # ours at the largest size / ours at the smallest, at most
 SPEEDUP_GOAL = 50.0  # jiter re-parse / ours at the largest size, at least
+PARTIAL_SIZES = (1_000, 10_000, 100_000, 1_000_000)
+PARTIAL_GOAL = 2.0  # partial strings on / off, at most, at every size
 
 _INTENTS = ["billing", "refund", "bug_report", "account_access", "shipping", "cancellation"]
 _STEPS = [
@@ -83,6 +99,23 @@ def document(size: int, seed: int = 0) -> str:
     return json.dumps({"tickets": tickets, "count": len(tickets)})
 
 
+def reply_document(size: int, seed: int = 0) -> str:
+    """A JSON text of about `size` bytes that is mostly one long string: a `reply`.
+
+    The case partial strings are for: the whole cost is in the string being
+    written, with a quote, a backslash or a non-ASCII character now and then.
+    """
+    rng = random.Random(seed)
+    words = [*_WORDS, '"refund issued"', "C:\\tickets", "☕", "naïve"]
+    parts: list[str] = []
+    length = 0
+    while length < size - 40:
+        word = rng.choice(words)
+        parts.append(word)
+        length += len(json.dumps(word, ensure_ascii=False).encode()) - 1
+    return json.dumps({"intent": "billing", "reply": " ".join(parts)}, ensure_ascii=False)
+
+
 def _chunks(text: str, chunk: int) -> list[str]:
     return [text[i : i + chunk] for i in range(0, len(text), chunk)]
 
@@ -94,6 +127,34 @@ def _emit(chunks: list[str]) -> list[dict[str, Any]]:
     for piece in chunks:
         ops += feed(piece)
     return ops + emitter.close()
+
+
+def _emit_partial(chunks: list[str]) -> list[dict[str, Any]]:
+    emitter = PatchEmitter(partial_strings=True)
+    feed = emitter.feed
+    records: list[dict[str, Any]] = []
+    for piece in chunks:
+        records += feed(piece)
+    return records + emitter.close()
+
+
+def _stream(chunks: list[str], partial_strings: bool) -> int:
+    """What a server does: hand each record on and keep none (so a megabyte of
+    records kept alive does not bill the garbage collector to the emitter)."""
+    emitter = PatchEmitter(partial_strings=partial_strings)
+    feed = emitter.feed
+    sent = 0
+    for piece in chunks:
+        sent += len(feed(piece))
+    return sent + len(emitter.close())
+
+
+def _stream_off(chunks: list[str]) -> int:
+    return _stream(chunks, False)
+
+
+def _stream_on(chunks: list[str]) -> int:
+    return _stream(chunks, True)
 
 
 def _reparse(chunks: list[str]) -> Any:
@@ -165,6 +226,63 @@ def run(
     return results
 
 
+def run_partial(
+    sizes: Sequence[int] = PARTIAL_SIZES,
+    chunk: int = 4,
+    repeats: int = 5,
+    *,
+    min_chunks: int = 50_000,
+) -> list[dict[str, Any]]:
+    """The emitter with partial strings on and off, on both document shapes.
+
+    One dict per shape and size: `shape` ("tickets" or "reply"), `size`, `chunks`,
+    `partials` (partial records), `off_ns` and `on_ns` (median CPU ns per chunk over
+    `repeats` interleaved runs) and `ratio` (on / off). Raises AssertionError if the
+    partial texts do not rebuild the strings (a broken emitter must not be fast).
+    """
+    results = []
+    for shape, make in (("tickets", document), ("reply", reply_document)):
+        for size in sizes:
+            text = make(size)
+            chunks = _chunks(text, chunk)
+            records = _emit_partial(chunks)
+            ops = [r for r in records if "op" in r]
+            _check(ops, text)
+            assert "".join(r["partial"]["text"] for r in records if "partial" in r) == "".join(
+                op["value"] for op in ops if isinstance(op["value"], str)
+            ), "the partial texts do not make the strings"
+            off, on = [], []
+            for _ in range(repeats):  # interleaved, so both see the same machine load
+                off.append(_ns_per_chunk(_stream_off, chunks, min_chunks))
+                on.append(_ns_per_chunk(_stream_on, chunks, min_chunks))
+            off_ns, on_ns = statistics.median(off), statistics.median(on)
+            results.append(
+                {
+                    "shape": shape,
+                    "size": len(text.encode()),
+                    "chunks": len(chunks),
+                    "partials": len(records) - len(ops),
+                    "off_ns": off_ns,
+                    "on_ns": on_ns,
+                    "ratio": on_ns / off_ns,
+                }
+            )
+    return results
+
+
+def partial_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The largest on/off ratio, and how flat `on` is (largest size / smallest) per shape."""
+    flat = {}
+    for shape in dict.fromkeys(r["shape"] for r in results):
+        rows = [r for r in results if r["shape"] == shape]
+        flat[shape] = rows[-1]["on_ns"] / rows[0]["on_ns"]
+    return {
+        "ratio": max(r["ratio"] for r in results),
+        "ratio_goal": PARTIAL_GOAL,
+        "flat": flat,
+    }
+
+
 def _check(ops: list[dict[str, Any]], text: str) -> None:
     from openbrace import apply_add
 
@@ -225,10 +343,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-jiter", action="store_true", help="measure openbrace only")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--partial", action="store_true", help="partial strings on vs off, 1 KB to 1 MB"
+    )
     args = parser.parse_args(argv)
     sizes, repeats, min_chunks = args.sizes, args.repeats, 50_000
     if args.smoke:
         sizes, repeats, min_chunks = [1_000, 3_000], 1, 2_000
+    if args.partial:
+        found = run_partial(
+            sizes if args.smoke else PARTIAL_SIZES, args.chunk, repeats, min_chunks=min_chunks
+        )
+        print(json.dumps({"results": found, "summary": partial_summary(found)}, indent=2))
+        return 0
     results = run(sizes, args.chunk, repeats, jiter=not args.no_jiter, min_chunks=min_chunks)
     if args.json:
         print(json.dumps({"results": results, "summary": summary(results)}, indent=2))

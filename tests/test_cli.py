@@ -271,3 +271,16 @@ def test_live_skeleton_follows_refs_through_escaped_keys() -> None:
     }
     # `~1` is `/` and `~0` is `~` (RFC 6901); `#anchor` is a name, not a pointer.
     assert skeleton(schema) == ["/a", "/a/c", "/b"]
+
+
+def test_serve_banner_says_whether_the_server_is_open() -> None:
+    from openbrace.cli import _serve_banner
+
+    open_local = _serve_banner("local model m", "127.0.0.1", 8000, ())
+    assert "no API key configured: the server is open" in open_local
+    assert not any("WARNING" in line for line in open_local)
+    exposed = _serve_banner("local model m", "0.0.0.0", 8000, ())
+    assert any(line.startswith("WARNING: 0.0.0.0 is not a loopback") for line in exposed)
+    keyed = _serve_banner("local model m", "0.0.0.0", 8000, ("sekrit",))
+    assert "1 API key(s) configured" in keyed[1] and "sekrit" not in " ".join(keyed)
+    assert not any("WARNING" in line for line in keyed)

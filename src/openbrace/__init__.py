@@ -6,7 +6,7 @@ The public names live here; `openbrace.engines.local`, `openbrace.server` and
 
 from .client import AsyncClient, AsyncDotTxt, Client, DotTxt
 from .emitter import PatchEmitter
-from .events import PatchEvent, apply_add
+from .events import PatchEvent, TextEvent, apply_add
 from .exceptions import (
     ConnectError,
     InvalidOutputError,
@@ -49,6 +49,7 @@ __all__ = [
     "ServerError",
     "StreamError",
     "StreamTimeoutError",
+    "TextEvent",
     "TransportError",
     "UpstreamError",
     "apply_add",

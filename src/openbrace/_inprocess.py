@@ -48,7 +48,7 @@ async def engine_records(engine: Engine, body: Mapping[str, Any]) -> AsyncIterat
         plan = parse_chat(body)
     except RequestError as exc:
         raise PatchStreamError.from_request_error(exc) from exc
-    records = patch_records(engine, plan.request)
+    records = patch_records(engine, plan.request, partial_strings=plan.options.partial_strings)
     try:
         async for record in records:
             yield record
@@ -123,7 +123,7 @@ class SyncASGITransport(httpx.BaseTransport):
     """A sync httpx transport onto an ASGI app, run on a `LoopThread` (buffered)."""
 
     def __init__(self, app: Any, loop: LoopThread) -> None:
-        self._asgi = httpx.ASGITransport(app=app)
+        self._asgi = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         self._loop = loop
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:

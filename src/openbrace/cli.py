@@ -82,6 +82,11 @@ def _add_client_commands(commands: Any) -> None:
     stream.add_argument(
         "--live", action="store_true", help="draw the fields filling in, with their arrival times"
     )
+    stream.add_argument(
+        "--partial-strings",
+        action="store_true",
+        help="also print the text of strings as it is written, as partial records",
+    )
     stream.set_defaults(run=_cmd_stream)
     commands.add_parser("generate", parents=[request], help="print the final JSON").set_defaults(
         run=_cmd_generate
@@ -210,17 +215,25 @@ async def _model(client: Any, args: argparse.Namespace) -> str:
 
 
 async def _stream(args: argparse.Namespace, schema: Any, prompt: str) -> int:
+    from .events import TextEvent
+
     async with _client(args) as client:
         request = _request(args, await _model(client, args), schema, prompt)
-        if args.live:
+        if args.live:  # strings type themselves
             from .live import LiveView
 
-            await LiveView(schema, title=request["model"]).run(client.stream(**request))
+            view = LiveView(schema, title=request["model"])
+            await view.run(client.stream(**request, partial_strings=True))
             return 0
-        async for event in client.stream(**request):
-            line = json.dumps(event.op, ensure_ascii=False, separators=(",", ":"))
+        async for event in client.stream(**request, partial_strings=args.partial_strings):
+            record = (
+                {"partial": {"path": event.path, "text": event.text}}
+                if isinstance(event, TextEvent)
+                else event.op
+            )
+            line = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
             sys.stdout.write(line + "\n")
-            sys.stdout.flush()  # one op per line, the moment it exists
+            sys.stdout.flush()  # one record per line, the moment it exists
     return 0
 
 

@@ -16,6 +16,10 @@ Where the patches come from depends on the configuration:
 All three turn records into `PatchEvent`s with the same code (`_RecordReader`), so
 events, errors and snapshots are identical whichever way they travelled.
 
+`stream(..., partial_strings=True)` asks for partial records too (`stream_options`
+`{"partial_strings": true}`; in-process, the emitter's own) and yields a `TextEvent`
+for each, between the `PatchEvent`s. Without it nothing changes.
+
 The pure parts (configuration, payloads, requests, OpenAI SDK options, status ->
 exception, bytes -> events, httpx failure -> exception) live in `_BaseClient`,
 `_PatchDecoder` and `_transport_errors`; `Client` and `AsyncClient` only drive
@@ -30,12 +34,12 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import httpx
 
 from . import _inprocess, wire
-from .events import Document, PatchEvent, copy_json
+from .events import Document, PatchEvent, TextEvent, copy_json
 from .exceptions import (
     ConnectError,
     InvalidOutputError,
@@ -74,6 +78,8 @@ here in the client from a plain OpenAI-compatible server's `stream: true` text."
 
 Messages = list[dict[str, Any]]
 T = TypeVar("T")
+Event = PatchEvent | TextEvent
+E = TypeVar("E")  # what a stream yields: PatchEvent, or Event when partial strings are asked
 
 
 # --- the pure parts ---------------------------------------------------------------------
@@ -84,22 +90,36 @@ class _RecordReader:
 
     An error record raises its typed `StreamError` carrying the snapshot so far; a
     `done` record ends the stream (`finished`, `done`); unknown control records are
-    ignored, so servers may add new ones.
+    ignored, so servers may add new ones. Partial records become `TextEvent`s when
+    `partial_strings` (and are ignored otherwise, like any record not asked for).
     """
 
-    __slots__ = ("document", "done", "finished")
+    __slots__ = ("document", "done", "finished", "partial_strings", "replayed", "texts")
 
-    def __init__(self) -> None:
+    def __init__(self, partial_strings: bool = False) -> None:
         self.document = Document()
         self.done: dict[str, Any] | None = None
         self.finished = False
+        self.partial_strings = partial_strings
+        self.texts: dict[str, list[str]] = {}  # pieces of the strings being written
+        self.replayed: set[str] = set()  # strings a resume re-sends whole (see `resume`)
 
-    def read(self, record: dict[str, Any]) -> PatchEvent | None:
+    def resume(self) -> None:
+        """The next records come from a resume: its first partial record for a string in
+        progress holds that string's whole text so far, of which only the part not yet
+        delivered becomes an event (each piece of text reaches the consumer once)."""
+        self.replayed = set(self.texts)
+
+    def read(self, record: dict[str, Any]) -> Event | None:
         if "op" in record:
+            if self.texts:
+                self.texts.pop(record.get("path"), None)  # type: ignore[arg-type]
             try:
                 return self.document.apply(record)
             except PointerError as exc:
                 raise ProtocolError(f"the server sent an op that does not apply: {exc}") from None
+        if "partial" in record:
+            return self._text(record["partial"]) if self.partial_strings else None
         if "error" in record:
             self.finished = True
             raise _stream_error(record["error"], self.document.value)
@@ -107,6 +127,25 @@ class _RecordReader:
             self.finished = True
             self.done = record["done"] if isinstance(record["done"], dict) else {}
         return None
+
+    def _text(self, body: Any) -> TextEvent | None:
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("path"), str)
+            or not isinstance(body.get("text"), str)
+        ):
+            raise ProtocolError(f"a partial record is not {{path, text}}: {body!r:.80}")
+        path, text = body["path"], body["text"]
+        pieces = self.texts.setdefault(path, [])
+        if path in self.replayed:
+            self.replayed.discard(path)
+            delivered = "".join(pieces)
+            if text.startswith(delivered):
+                text = text[len(delivered) :]
+            if not text:
+                return None
+        pieces.append(text)
+        return TextEvent(path, text, pieces)
 
 
 def _stream_error(error: Any, document: Any) -> Exception:
@@ -128,22 +167,27 @@ class _PatchDecoder:
     """
 
     def __init__(
-        self, framing: Framing, reader: _RecordReader | None = None, first_id: int = 0
+        self,
+        framing: Framing,
+        partial_strings: bool = False,
+        *,
+        reader: _RecordReader | None = None,
+        first_id: int = 0,
     ) -> None:
         self._framing = framing
         self._wire = wire.SSEDecoder(first_id) if framing == "sse" else wire.NDJSONDecoder()
         # A resumed stream goes on building the document of the connection before it.
-        self._reader = _RecordReader() if reader is None else reader
+        self._reader = _RecordReader(partial_strings) if reader is None else reader
         self._seen_op = first_id > 0
 
     @property
     def finished(self) -> bool:
         return self._reader.finished
 
-    def feed(self, chunk: bytes) -> Iterator[PatchEvent]:
+    def feed(self, chunk: bytes) -> Iterator[Event]:
         yield from self._events(self._wire.feed(chunk))
 
-    def close(self) -> Iterator[PatchEvent]:
+    def close(self) -> Iterator[Event]:
         yield from self._events(self._wire.close())
         if self._reader.finished:
             return
@@ -153,11 +197,11 @@ class _PatchDecoder:
         if not self._seen_op:
             raise ProtocolError("the stream ended before any op")
 
-    def _events(self, records: list[dict[str, Any]]) -> Iterator[PatchEvent]:
+    def _events(self, records: list[dict[str, Any]]) -> Iterator[Event]:
         for record in records:
             event = self._reader.read(record)
             if event is not None:
-                self._seen_op = True
+                self._seen_op = self._seen_op or isinstance(event, PatchEvent)
                 yield event
             if self._reader.finished:
                 return
@@ -319,6 +363,7 @@ class _BaseClient:
         max_tokens: int | None,
         seed: int | None,
         extra: dict[str, Any] | None,
+        partial_strings: bool = False,
         resumable: bool = False,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """The JSON body (as the dottxt SDK builds it) and extra headers.
@@ -345,15 +390,22 @@ class _BaseClient:
             if value is not None:
                 body[key] = value
         body["stream"] = "patch"
+        options = body.get("stream_options")
+        options = dict(options) if isinstance(options, dict) else {}
+        if partial_strings:
+            options["partial_strings"] = True
         if resumable and not self.in_process:
             # include_usage: NDJSON then ends with `done`, so a cut is told from the end.
-            options = dict(body.get("stream_options") or {})
-            body["stream_options"] = {**options, "resumable": True, "include_usage": True}
+            options.update(resumable=True, include_usage=True)
+        if options:
+            body["stream_options"] = options
         return body, headers
 
-    def _engine_events(self, body: dict[str, Any]) -> AsyncIterator[PatchEvent]:
+    def _engine_events(
+        self, body: dict[str, Any], partial_strings: bool = False
+    ) -> AsyncIterator[Event]:
         """In-process: the events of `body`, from this client's engine."""
-        return _local_events(self._get_engine(), body)
+        return _local_events(self._get_engine(), body, partial_strings)
 
     def _build_request(
         self,
@@ -457,9 +509,12 @@ def _env(*names: str) -> str | None:
     return None
 
 
-async def _local_events(engine: Engine, body: dict[str, Any]) -> AsyncIterator[PatchEvent]:
-    """In-process: the server's own records, read by the same `_RecordReader`."""
-    reader = _RecordReader()
+async def _local_events(
+    engine: Engine, body: dict[str, Any], partial_strings: bool = False
+) -> AsyncIterator[Event]:
+    """In-process: the server's own records, read by the same `_RecordReader`
+    (`partial_strings`: the body asks for partial records; read them too)."""
+    reader = _RecordReader(partial_strings)
     records = _inprocess.engine_records(engine, body)
     try:
         async for record in records:
@@ -475,7 +530,7 @@ async def _local_events(engine: Engine, body: dict[str, Any]) -> AsyncIterator[P
 # --- async ----------------------------------------------------------------------------------
 
 
-class AsyncPatchStream:
+class AsyncPatchStream(Generic[E]):
     """The events of one stream: an async iterator and an async context manager.
 
     ```python
@@ -489,20 +544,20 @@ class AsyncPatchStream:
     also closes it, when the stream object is garbage-collected.
     """
 
-    def __init__(self, events: AsyncIterator[PatchEvent]) -> None:
-        self._events = events
+    def __init__(self, events: AsyncIterator[E]) -> None:
+        self._events: AsyncIterator[E] = events
 
-    def __aiter__(self) -> AsyncPatchStream:
+    def __aiter__(self) -> AsyncPatchStream[E]:
         return self
 
-    async def __anext__(self) -> PatchEvent:
+    async def __anext__(self) -> E:
         return await self._events.__anext__()
 
     async def aclose(self) -> None:
         """Stop the stream and close its connection. Idempotent."""
         await self._events.aclose()  # type: ignore[attr-defined]
 
-    async def __aenter__(self) -> AsyncPatchStream:
+    async def __aenter__(self) -> AsyncPatchStream[E]:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -530,6 +585,7 @@ class AsyncClient(_BaseClient):
     _http: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
     _stale: tuple[httpx.AsyncClient, ...] = ()  # pools of event loops used before
 
+    @overload
     def stream(
         self,
         *,
@@ -541,8 +597,40 @@ class AsyncClient(_BaseClient):
         seed: int | None = None,
         timeout: float = 60.0,
         extra: dict[str, Any] | None = None,
+        partial_strings: Literal[False] = False,
         resumable: bool | Reconnect = False,
-    ) -> AsyncPatchStream:
+    ) -> AsyncPatchStream[PatchEvent]: ...
+
+    @overload
+    def stream(
+        self,
+        *,
+        model: str,
+        input: str | Messages,
+        response_format: Any,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        timeout: float = 60.0,
+        extra: dict[str, Any] | None = None,
+        partial_strings: Literal[True],
+        resumable: bool | Reconnect = False,
+    ) -> AsyncPatchStream[Event]: ...
+
+    def stream(
+        self,
+        *,
+        model: str,
+        input: str | Messages,
+        response_format: Any,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        timeout: float = 60.0,
+        extra: dict[str, Any] | None = None,
+        partial_strings: bool = False,
+        resumable: bool | Reconnect = False,
+    ) -> AsyncPatchStream[PatchEvent] | AsyncPatchStream[Event]:
         """Stream `PatchEvent`s as the model fills in a structured response.
 
         Args:
@@ -552,6 +640,9 @@ class AsyncClient(_BaseClient):
             temperature, max_tokens, seed: sampling options, sent when given.
             timeout: seconds for connecting and for any silence while reading (HTTP).
             extra: more chat-completions body fields (`top_p`, `stop`, ...).
+            partial_strings: also yield a `TextEvent` for each piece of a string value
+                as it is written (`text`, and `so_far`); the string's `PatchEvent`
+                still follows with the whole value.
             resumable: over HTTP, ask for a resumable stream and, if the connection
                 drops, resume it where it stopped (`openbrace.reconnect`: up to 5
                 attempts in a row, backing off from 0.25 s): every event still arrives
@@ -576,14 +667,17 @@ class AsyncClient(_BaseClient):
             max_tokens=max_tokens,
             seed=seed,
             extra=extra,
+            partial_strings=partial_strings,
             resumable=resumable is not False,
         )
         if self.in_process:
-            return AsyncPatchStream(self._engine_events(body))
-        if resumable:
-            policy = _policy(resumable)
-            return AsyncPatchStream(self._resumable_events(body, headers, timeout, policy))
-        return AsyncPatchStream(self._http_events(body, headers, timeout))
+            return AsyncPatchStream(self._engine_events(body, partial_strings))
+        if resumable is not False:
+            events = self._resumable_events(
+                body, headers, timeout, _policy(resumable), partial_strings
+            )
+            return AsyncPatchStream(events)
+        return AsyncPatchStream(self._http_events(body, headers, timeout, partial_strings))
 
     async def generate(
         self,
@@ -623,8 +717,12 @@ class AsyncClient(_BaseClient):
         return _result(last, response_format)
 
     async def _http_events(
-        self, body: dict[str, Any], headers: dict[str, str], timeout: float
-    ) -> AsyncIterator[PatchEvent]:
+        self,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        timeout: float,
+        partial_strings: bool = False,
+    ) -> AsyncIterator[Event]:
         http = self._http_client()
         request = self._build_request(http, body, headers, timeout)
         with self._transport_errors(timeout):
@@ -633,7 +731,7 @@ class AsyncClient(_BaseClient):
             with self._transport_errors(timeout, answered=True):
                 if response.status_code != 200:
                     raise _status_error(response.status_code, await response.aread())
-                decoder = _PatchDecoder(self.framing)
+                decoder = _PatchDecoder(self.framing, partial_strings)
                 async for chunk in response.aiter_bytes():
                     for event in decoder.feed(chunk):
                         yield event
@@ -645,16 +743,22 @@ class AsyncClient(_BaseClient):
             await response.aclose()
 
     async def _resumable_events(
-        self, body: dict[str, Any], headers: dict[str, str], timeout: float, state: Reconnect
-    ) -> AsyncIterator[PatchEvent]:
+        self,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        timeout: float,
+        state: Reconnect,
+        partial_strings: bool = False,
+    ) -> AsyncIterator[Event]:
         """`_http_events`, resuming the stream after a drop (`openbrace.reconnect`)."""
         http = self._http_client()
-        reader = _RecordReader()
+        reader = _RecordReader(partial_strings)
         request = self._build_request(http, body, headers, timeout)
         while True:
             try:
                 async for event in self._one_connection(http, request, state, reader, timeout):
-                    state.delivered()
+                    if isinstance(event, PatchEvent):
+                        state.delivered()
                     yield event
                 return
             except (ProtocolError, TransportError, PatchStreamError) as exc:
@@ -663,6 +767,7 @@ class AsyncClient(_BaseClient):
                     raise
             await asyncio.sleep(delay)
             request = self._resume_request(http, state, headers, timeout)
+            reader.resume()
 
     async def _one_connection(
         self,
@@ -671,7 +776,7 @@ class AsyncClient(_BaseClient):
         state: Reconnect,
         reader: _RecordReader,
         timeout: float,
-    ) -> AsyncIterator[PatchEvent]:
+    ) -> AsyncIterator[Event]:
         with self._transport_errors(timeout):
             response = await http.send(request, stream=True)
         try:
@@ -679,7 +784,7 @@ class AsyncClient(_BaseClient):
                 if response.status_code != 200:
                     raise _status_error(response.status_code, await response.aread())
                 state.stream_id = state.stream_id or response.headers.get("x-stream-id")
-                decoder = _PatchDecoder(self.framing, reader, first_id=state.ops)
+                decoder = _PatchDecoder(self.framing, reader=reader, first_id=state.ops)
                 async for chunk in response.aiter_bytes():
                     for event in decoder.feed(chunk):
                         yield event
@@ -708,7 +813,8 @@ class AsyncClient(_BaseClient):
         return openai.AsyncOpenAI
 
     def _asgi_client(self, app: Any) -> httpx.AsyncClient:
-        transport = httpx.ASGITransport(app=app)
+        # A bug answers 500, as it would over HTTP, instead of raising here.
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         return httpx.AsyncClient(transport=transport, base_url=_inprocess.IN_PROCESS_URL)
 
     async def close(self) -> None:
@@ -746,6 +852,7 @@ class Client(_BaseClient):
     _http: httpx.Client | None = None
     _loop: _inprocess.LoopThread | None = None
 
+    @overload
     def stream(
         self,
         *,
@@ -757,8 +864,40 @@ class Client(_BaseClient):
         seed: int | None = None,
         timeout: float = 60.0,
         extra: dict[str, Any] | None = None,
+        partial_strings: Literal[False] = False,
         resumable: bool | Reconnect = False,
-    ) -> Iterator[PatchEvent]:
+    ) -> Iterator[PatchEvent]: ...
+
+    @overload
+    def stream(
+        self,
+        *,
+        model: str,
+        input: str | Messages,
+        response_format: Any,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        timeout: float = 60.0,
+        extra: dict[str, Any] | None = None,
+        partial_strings: Literal[True],
+        resumable: bool | Reconnect = False,
+    ) -> Iterator[Event]: ...
+
+    def stream(
+        self,
+        *,
+        model: str,
+        input: str | Messages,
+        response_format: Any,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        timeout: float = 60.0,
+        extra: dict[str, Any] | None = None,
+        partial_strings: bool = False,
+        resumable: bool | Reconnect = False,
+    ) -> Iterator[PatchEvent] | Iterator[Event]:
         """Stream `PatchEvent`s; same arguments and errors as `AsyncClient.stream`."""
         body, headers = self._prepare(
             model=model,
@@ -768,13 +907,15 @@ class Client(_BaseClient):
             max_tokens=max_tokens,
             seed=seed,
             extra=extra,
+            partial_strings=partial_strings,
             resumable=resumable is not False,
         )
         if self.in_process:
-            return self._loop_thread().iterate(self._engine_events(body))
-        if resumable:
-            return self._resumable_events(body, headers, timeout, _policy(resumable))
-        return self._http_events(body, headers, timeout)
+            return self._loop_thread().iterate(self._engine_events(body, partial_strings))
+        if resumable is not False:
+            policy = _policy(resumable)
+            return self._resumable_events(body, headers, timeout, policy, partial_strings)
+        return self._http_events(body, headers, timeout, partial_strings)
 
     def generate(
         self,
@@ -808,8 +949,12 @@ class Client(_BaseClient):
         return _result(last, response_format)
 
     def _http_events(
-        self, body: dict[str, Any], headers: dict[str, str], timeout: float
-    ) -> Iterator[PatchEvent]:
+        self,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        timeout: float,
+        partial_strings: bool = False,
+    ) -> Iterator[Event]:
         http = self._http_client()
         request = self._build_request(http, body, headers, timeout)
         with self._transport_errors(timeout):
@@ -818,7 +963,7 @@ class Client(_BaseClient):
             with self._transport_errors(timeout, answered=True):
                 if response.status_code != 200:
                     raise _status_error(response.status_code, response.read())
-                decoder = _PatchDecoder(self.framing)
+                decoder = _PatchDecoder(self.framing, partial_strings)
                 for chunk in response.iter_bytes():
                     yield from decoder.feed(chunk)
                     if decoder.finished:
@@ -828,16 +973,22 @@ class Client(_BaseClient):
             response.close()
 
     def _resumable_events(
-        self, body: dict[str, Any], headers: dict[str, str], timeout: float, state: Reconnect
-    ) -> Iterator[PatchEvent]:
+        self,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        timeout: float,
+        state: Reconnect,
+        partial_strings: bool = False,
+    ) -> Iterator[Event]:
         """`_http_events`, resuming the stream after a drop (`openbrace.reconnect`)."""
         http = self._http_client()
-        reader = _RecordReader()
+        reader = _RecordReader(partial_strings)
         request = self._build_request(http, body, headers, timeout)
         while True:
             try:
                 for event in self._one_connection(http, request, state, reader, timeout):
-                    state.delivered()
+                    if isinstance(event, PatchEvent):
+                        state.delivered()
                     yield event
                 return
             except (ProtocolError, TransportError, PatchStreamError) as exc:
@@ -846,6 +997,7 @@ class Client(_BaseClient):
                     raise
             time.sleep(delay)
             request = self._resume_request(http, state, headers, timeout)
+            reader.resume()
 
     def _one_connection(
         self,
@@ -854,7 +1006,7 @@ class Client(_BaseClient):
         state: Reconnect,
         reader: _RecordReader,
         timeout: float,
-    ) -> Iterator[PatchEvent]:
+    ) -> Iterator[Event]:
         with self._transport_errors(timeout):
             response = http.send(request, stream=True)
         try:
@@ -862,7 +1014,7 @@ class Client(_BaseClient):
                 if response.status_code != 200:
                     raise _status_error(response.status_code, response.read())
                 state.stream_id = state.stream_id or response.headers.get("x-stream-id")
-                decoder = _PatchDecoder(self.framing, reader, first_id=state.ops)
+                decoder = _PatchDecoder(self.framing, reader=reader, first_id=state.ops)
                 for chunk in response.iter_bytes():
                     yield from decoder.feed(chunk)
                     if decoder.finished:

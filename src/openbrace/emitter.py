@@ -40,6 +40,20 @@ exponent is beyond any float (`1e99999999999999999999`) and an integer of more t
 is no Unicode character, is an error when it is a low one (`"\\udc00"`) and
 becomes `?` when it is a high one (`"\\ud800"`), as yajl decodes it; `json.loads`
 would return the lone surrogate.
+
+With `partial_strings=True` the emitter also reports the text of each string
+value while it is being written, as partial records interleaved with the ops::
+
+    {"partial": {"path": "/reply", "text": "Hello, wor"}}
+
+`text` is the decoded content written since the last partial record for that
+path (escapes resolved, see `openbrace.strings`), so the partial texts of a path
+concatenate to its final value. They come after the op of the string's parent and
+before the string's own op, which still carries the whole value. Every string
+value gets them (object members, array items, a root string), object keys do
+not; an empty string gets none. The text of a long string is reported from the
+chunks the emitter holds back from yajl anyway (`_scan`), so the cost of a chunk
+stays O(chunk).
 """
 
 from __future__ import annotations
@@ -53,6 +67,7 @@ from ijson.common import JSONError
 
 from .exceptions import InvalidOutputError
 from .pointer import escape
+from .strings import StringDecoder
 
 __all__ = ["PatchEmitter"]
 
@@ -107,6 +122,10 @@ class PatchEmitter:
     After a successful `close()`, `close()` returns `[]` and `feed` raises
     `RuntimeError`.
 
+    With `partial_strings=True`, `feed` (and `close`, and an error's `ops`) also
+    return `{"partial": {"path": ..., "text": ...}}` records, in their place among
+    the ops: the text of string values as it is written (see the module docstring).
+
     Example:
         >>> emitter = PatchEmitter()
         >>> emitter.feed('{"a": [1, tr')
@@ -120,6 +139,7 @@ class PatchEmitter:
 
     __slots__ = (
         "_coro",
+        "_decoder",
         "_done",
         "_error",
         "_escaped",
@@ -128,23 +148,33 @@ class PatchEmitter:
         "_in_string",
         "_key",
         "_offset",
+        "_open",
+        "_opened",
+        "_partial",
+        "_root_seen",
         "_send",
         "_stack",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, partial_strings: bool = False) -> None:
         self._events: list[tuple[str, Any]] = []
         self._coro = _yajl_backend().basic_parse_basecoro(_Sink(self._events))
         self._send = self._coro.send
         # One frame per open container: [its pointer, next index] (index None for objects).
         self._stack: list[list[Any]] = []
-        self._key = ""  # pointer of the value the last object key announced
+        self._key: str | None = None  # pointer the last object key announced, until used
         self._offset = 0  # UTF-8 bytes given to yajl
         self._in_string = False  # the text so far ends inside a string ...
         self._escaped = False  # ... right after an unpaired backslash
         self._held: list[bytes] = []  # chunks kept from yajl inside a long string (`_scan`)
         self._error: InvalidOutputError | None = None
         self._done = False  # closed or failed: one flag, so feed checks a single attribute
+        # Partial strings (see the module docstring): the string value being written.
+        self._partial = partial_strings
+        self._open: str | None = None  # its pointer; None outside one, or in a key
+        self._decoder = StringDecoder()
+        self._opened = -1  # byte offset of the last opening quote in the last chunk `_scan` saw
+        self._root_seen = False  # an op was returned: a later string is not the root
 
     def feed(self, text: str) -> list[Op]:
         """Consume the next chunk of text; return the ops it completed, in order.
@@ -175,13 +205,19 @@ class PatchEmitter:
             if self._escaped or 0x5C in data:  # a backslash
                 if not self._scan(data):
                     self._held.append(data)
-                    return []
+                    return self._grow(text) if self._partial and self._open is not None else []
             elif quotes:  # no escapes: every quote opens or closes a string
                 if quotes % 2:
                     self._in_string = not self._in_string
             else:
                 self._held.append(data)
+                if self._partial and self._open is not None:
+                    if self._decoder.pending or not text.isprintable():
+                        return self._grow(text)
+                    # The hot path of partial strings: plain text inside a long string.
+                    return [{"partial": {"path": self._open, "text": text}}]
                 return []
+        chunk = data
         if self._held:
             self._held.append(data)
             data = b"".join(self._held)
@@ -191,7 +227,77 @@ class PatchEmitter:
         except _TOKENIZER_ERRORS as exc:
             self._fail_tokenize(exc, data)
         self._offset += len(data)
-        return self._ops() if self._events else []
+        ops = self._ops() if self._events else []
+        if self._partial and (ops or self._in_string):
+            return self._with_partials(ops, text, chunk)
+        return ops
+
+    # -- partial strings: the text of the string value being written ------------------
+
+    def _grow(self, text: str) -> list[Op]:
+        """More of the string value being written (`self._open`): its decoded text."""
+        decoder = self._decoder
+        if decoder.pending or "\\" in text or not text.isprintable():  # else: plain text
+            text = decoder.decode(text)
+        if not text:
+            return []
+        return [{"partial": {"path": self._open, "text": text}}]
+
+    def _rest(self, text: str, chunk: bytes) -> str:
+        """The text of the string being written from the start of `chunk`, which closes
+        it, up to its closing quote."""
+        decoder = self._decoder
+        escaped = decoder.pending.endswith("\\")  # the last chunk ended in an open escape
+        if escaped or 0x5C in chunk:
+            piece = decoder.decode(chunk[: _closing_quote(chunk, escaped)].decode())
+        else:  # no escapes: the first quote closes the string
+            piece = decoder.decode(text[: text.find('"')])
+        # Still pending at the quote: a high surrogate escape alone, yajl's `?`.
+        return piece + "?" if decoder.pending else piece
+
+    def _with_partials(self, ops: list[Op], text: str = "", chunk: bytes = b"") -> list[Op]:
+        """`ops` with a partial record before each string's op, and the text of a
+        string that `chunk` (`text`, encoded) leaves open at its end.
+
+        A string's op holds the whole value as yajl decoded it; its partial record is
+        what was not reported yet. Only the first string to close in a chunk can have
+        been reported before: it was open when the chunk started.
+        """
+        out: list[Op] = []
+        # The string being written when the chunk started closes first, with the rest.
+        rest = None if self._open is None else self._rest(text, chunk)
+        self._open = None
+        for op in ops:
+            value = op["value"]
+            if type(value) is str:
+                piece = value if rest is None else rest
+                rest = None
+                if piece:
+                    out.append({"partial": {"path": op["path"], "text": piece}})
+            out.append(op)
+        if ops:
+            self._root_seen = True
+        if self._in_string:  # a string opened in this chunk and goes on in the next
+            self._open = path = self._open_path()
+            if path is not None:
+                decoder = self._decoder
+                if decoder.pending or decoder.broken:
+                    decoder.reset()
+                if 0x5C in chunk:  # `_scan` found the opening quote
+                    out += self._grow(chunk[self._opened + 1 :].decode())
+                else:  # no escapes: the last quote opens the string
+                    out += self._grow(text[text.rfind('"') + 1 :])
+        return out
+
+    def _open_path(self) -> str | None:
+        """The pointer of the string just opened, or None for an object key."""
+        stack = self._stack
+        if not stack:
+            return None if self._root_seen else ""  # after a whole document: refused later
+        frame = stack[-1]
+        if frame[1] is not None:  # an array: the next item
+            return f"{frame[0]}/{frame[1]}"
+        return self._key  # None unless a key announced a value that has not come yet
 
     def _scan(self, data: bytes) -> bool:
         """Follow strings through `data`; False if it starts and ends in the same string.
@@ -206,6 +312,7 @@ class PatchEmitter:
         escaped = self._escaped
         closed = False
         pos = 0
+        opened = -1
         while (quote := data.find(b'"', pos)) >= 0:
             if inside:
                 start = quote
@@ -215,9 +322,10 @@ class PatchEmitter:
                 if ((quote - start) % 2 == 1) == (start == pos and escaped):
                     inside, closed = False, True
             else:
-                inside = True
+                inside, opened = True, quote
             pos, escaped = quote + 1, False
         self._in_string = inside
+        self._opened = opened
         self._escaped = inside and _ends_escaped(data, pos, escaped)
         return closed or not started_inside
 
@@ -233,6 +341,9 @@ class PatchEmitter:
         found = _yajl_error_offset(exc, piece)
         offset = self._offset + (len(piece) if found is None else found)
         ops = self._ops() if self._events else []  # completed before the bad byte
+        if self._partial:
+            self._in_string = False  # nothing goes on after the error
+            ops = self._with_partials(ops)
         self._fail(f"invalid JSON at byte {offset}: {_reason(exc)}", offset, ops)
 
     def close(self) -> list[Op]:
@@ -267,7 +378,8 @@ class PatchEmitter:
                 reason = "the text ends before the JSON document does"
             self._fail(f"invalid JSON at byte {self._offset}: {reason}", self._offset)
         self._done = True
-        return self._ops() if self._events else []
+        ops = self._ops() if self._events else []
+        return self._with_partials(ops) if self._partial else ops
 
     def _ops(self) -> list[Op]:
         # The hot loop: one pass over the events of a chunk, no per-byte work.
@@ -285,6 +397,7 @@ class PatchEmitter:
                 index = frame[1]
                 if index is None:
                     path = self._key
+                    self._key = None  # used: the next string in this object is a key
                 else:
                     path = f"{frame[0]}/{index}"
                     frame[1] = index + 1
@@ -313,6 +426,20 @@ class PatchEmitter:
             raise RuntimeError("PatchEmitter.feed called after close()")
         # A fresh exception each time, so tracebacks do not pile up on one object.
         raise InvalidOutputError(self._error.message, offset=self._error.offset)
+
+
+def _closing_quote(data: bytes, escaped: bool) -> int:
+    """Where in `data`, string bytes after bytes that ended in an open escape when
+    `escaped`, the string closes (as `PatchEmitter._scan` finds it); -1 if it does not."""
+    pos = 0
+    while (quote := data.find(b'"', pos)) >= 0:
+        start = quote
+        while start > pos and data[start - 1] == 0x5C:
+            start -= 1
+        if ((quote - start) % 2 == 1) == (start == pos and escaped):
+            return quote
+        pos, escaped = quote + 1, False
+    return -1
 
 
 def _ends_escaped(data: bytes, pos: int, escaped: bool) -> bool:

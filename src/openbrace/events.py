@@ -1,9 +1,12 @@
-"""PatchEvent, and applying `add` ops to build documents.
+"""PatchEvent and TextEvent, and applying `add` ops to build documents.
 
 A `Document` applies ops in order and hands out one `PatchEvent` per op. Reading
 an event's `field` or `value` costs O(1); its `snapshot` (an independent deep copy
 of the document right after that op) is only built when read, so a consumer that
 never looks at snapshots never pays for them.
+
+A `TextEvent` is a piece of a string value still being written: one per partial
+record, for a client that asked for partial strings.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 from . import pointer
 from .exceptions import PointerError
 
-__all__ = ["Document", "PatchEvent", "apply_add", "copy_json"]
+__all__ = ["Document", "PatchEvent", "TextEvent", "apply_add", "copy_json"]
 
 _CONTAINERS = (dict, list)
 
@@ -212,3 +215,69 @@ class PatchEvent:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PatchEvent) and other.op == self.op
+
+
+class TextEvent:
+    """A piece of a string value that is still being written (a partial record).
+
+    The string's own `PatchEvent` follows the last piece and carries the whole value:
+    that one says the string is complete.
+
+    Attributes:
+        path: the string's RFC 6901 pointer, `"/reply"`; `""` for a root string.
+        field: `path` without its leading `/`: `"reply"`, `"steps/0"`.
+        keys: the unescaped path tokens, `("steps", "0")`.
+        text: the text written since the last piece (decoded: escapes resolved,
+            whole characters only).
+        so_far: all the text of this string so far, this piece included. Joined on
+            first read (O(length so far)) and cached.
+
+    Events are immutable: setting an attribute raises `AttributeError`.
+    """
+
+    __slots__ = ("_count", "_pieces", "_so_far", "path", "text")
+
+    path: str
+    text: str
+    _pieces: list[str]
+    _count: int
+    _so_far: str | None
+
+    def __init__(self, path: str, text: str, pieces: list[str]):
+        """`pieces`: every piece of this string so far, this one last (shared, append-only)."""
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "text", text)
+        object.__setattr__(self, "_pieces", pieces)
+        object.__setattr__(self, "_count", len(pieces))
+        object.__setattr__(self, "_so_far", None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("TextEvent is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("TextEvent is immutable")
+
+    @property
+    def field(self) -> str:
+        """`path` without its leading `/` (still escaped): `"steps/0"`."""
+        return self.path[1:]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The unescaped path tokens: `("a/b", "0")` for `"/a~1b/0"`."""
+        return pointer.split(self.path)
+
+    @property
+    def so_far(self) -> str:
+        """The string's text up to and including this piece."""
+        if self._so_far is None:
+            pieces = self._pieces
+            joined = "".join(pieces if len(pieces) == self._count else pieces[: self._count])
+            object.__setattr__(self, "_so_far", joined)
+        return self._so_far  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return f"TextEvent(field={self.field!r}, text={self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TextEvent) and other.path == self.path and other.text == self.text

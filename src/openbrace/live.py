@@ -1,7 +1,9 @@
 """The terminal view of `openbrace stream --live`: a form that fills in field by field.
 
 The rows come from the schema (pending fields are dim), and each value fills in the
-moment its op arrives, with the time it landed. Array items and fields the schema
+moment its op arrives, with the time it landed. A string types itself while it is
+written (from the stream's `TextEvent`s, shown with a cursor and `writing`), and is
+marked complete when its op lands. Array items and fields the schema
 did not predict are inserted where they belong (depth first). Needs `rich`, the
 `cli` extra. A frame walks the rows (a few microseconds each), at most 20 a second.
 """
@@ -21,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import pointer
-from .events import PatchEvent
+from .events import PatchEvent, TextEvent
 from .exceptions import PointerError
 
 __all__ = ["LiveView", "skeleton"]
@@ -65,12 +67,13 @@ def _resolve(node: Any, root: Any, depth: int = 0) -> dict[str, Any]:
 
 
 class _Row:
-    __slots__ = ("landed_ms", "path", "value")
+    __slots__ = ("landed_ms", "path", "typing", "value")
 
     def __init__(self, path: str):
         self.path = path
         self.value: Any = None
         self.landed_ms: float | None = None
+        self.typing = False  # a string being written: `value` is its text so far
 
 
 class LiveView:
@@ -93,13 +96,19 @@ class LiveView:
         self.ops = 0
         self.document: Any = None
 
-    def add(self, event: PatchEvent, elapsed_ms: float) -> None:
-        """Record one op that landed `elapsed_ms` after the request started."""
+    def add(self, event: PatchEvent | TextEvent, elapsed_ms: float) -> None:
+        """Record one op (or piece of a string) that landed `elapsed_ms` after the
+        request started."""
+        if isinstance(event, TextEvent):
+            row = self._row(event.path)
+            row.value = (row.value if row.typing else "") + event.text
+            row.typing = True
+            return
         self.ops += 1
         if event.path == "" and isinstance(event.value, (dict, list)):
             return  # the root seed: the panel itself is the root
         row = self._row(event.path)
-        row.value, row.landed_ms = event.value, elapsed_ms
+        row.value, row.landed_ms, row.typing = event.value, elapsed_ms, False
         if event.is_leaf and self._first_ms is None:
             self._first_ms = elapsed_ms
 
@@ -158,7 +167,9 @@ class LiveView:
             text.append(f" · first field at {self._first_ms:.0f} ms")
         return text
 
-    async def run(self, events: AsyncIterator[PatchEvent]) -> Any:
+    async def run(
+        self, events: AsyncIterator[PatchEvent] | AsyncIterator[PatchEvent | TextEvent]
+    ) -> Any:
         """Draw `events` live until the stream ends; returns the final document.
 
         An error from the stream is re-raised after the last frame shows it.
@@ -169,7 +180,8 @@ class LiveView:
             try:
                 async for event in events:
                     self.add(event, (time.perf_counter() - self._start) * 1000)
-                    last = event
+                    if isinstance(event, PatchEvent):
+                        last = event
                     live.update(self.render())
                 self._status = "done"
             except BaseException as exc:
@@ -188,6 +200,8 @@ def _label(path: str) -> Text:
 
 
 def _value(row: _Row) -> Text:
+    if row.typing:
+        return Text.assemble((row.value, "green"), ("▌", "bold"))
     if row.landed_ms is None:
         return Text("…", style="dim")
     value = row.value
@@ -199,6 +213,8 @@ def _value(row: _Row) -> Text:
 
 
 def _landed(row: _Row) -> Text:
+    if row.typing:
+        return Text("writing", style="italic yellow")
     if row.landed_ms is None:
         return Text("pending", style="dim")
     return Text(f"+{row.landed_ms:.0f} ms", style="yellow")

@@ -8,6 +8,10 @@ the moment it exists, and ends with exactly one control record:
 - `{"error": {"message": ..., "type": ..., "code": ...}}` on failure, after which
   the ops already yielded stay valid (SPEC section 4).
 
+With `partial_strings=True` the emitter's partial records (`{"partial": {"path",
+"text"}}`, the text of string values as it is written) come interleaved with the
+ops, in the order the emitter gives them.
+
 Errors raised before the first delta (an unsupported schema, an unknown model)
 propagate as exceptions, so the server can still answer with a 4xx status.
 """
@@ -37,27 +41,31 @@ Record = dict[str, Any]
 log = logging.getLogger("openbrace")
 
 
-async def patch_records(engine: Engine, request: GenerationRequest) -> AsyncIterator[Record]:
-    """Ops for `request`, then one `done` or `error` record. See the module docstring."""
+async def patch_records(
+    engine: Engine, request: GenerationRequest, *, partial_strings: bool = False
+) -> AsyncIterator[Record]:
+    """Ops (and partial records, if asked) for `request`, then one `done` or `error`
+    record. See the module docstring."""
     deltas = engine.generate(request)
     try:
         first = await deltas.__anext__()  # pre-stream errors propagate from here
     except StopAsyncIteration:
         first = Finish()
     async with aclosing(deltas):  # type: ignore[type-var]
-        emitter = PatchEmitter()
+        emitter = PatchEmitter(partial_strings=partial_strings)
         document: Any = None
         try:
             item = first
             while not isinstance(item, Finish):
-                for op in emitter.feed(item):
-                    document = apply_add(document, op["path"], _fresh(op["value"]))
-                    yield op
+                for record in emitter.feed(item):
+                    if "op" in record:
+                        document = apply_add(document, record["path"], _fresh(record["value"]))
+                    yield record
                 item = await deltas.__anext__()
-            ops = _close(emitter, item)
-            for op in ops:
-                document = apply_add(document, op["path"], _fresh(op["value"]))
-                yield op
+            for record in _close(emitter, item):
+                if "op" in record:
+                    document = apply_add(document, record["path"], _fresh(record["value"]))
+                yield record
             _check_schema(document, request.schema)
         except StreamError as exc:
             for op in getattr(exc, "ops", ()):  # completed before the bad byte: still valid

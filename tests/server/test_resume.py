@@ -229,11 +229,11 @@ def test_the_byte_cap_holds_under_a_burst() -> None:
 
 def test_metrics_count_resumes(server: LoopbackServer) -> None:
     """Each resume served adds one to the resumes counter."""
-    before = metric_with_key(server.url, "openbrace_resumes_served")
+    before = metric_with_key(server.url, "openbrace_resumes_served_total")
     stream_id, _ = start_and_drop(server.url, "ndjson", 2)
     resume(server.url, stream_id, "ndjson", 1)
     resume(server.url, stream_id, "sse", 1)
-    assert wait_until(lambda: metric_with_key(server.url, "openbrace_resumes_served") == before + 2)
+    assert wait_until(lambda: metric_with_key(server.url, "openbrace_resumes_served_total") == before + 2)
 
 
 def metric_with_key(url: str, name: str) -> float:

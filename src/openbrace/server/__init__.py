@@ -1,4 +1,4 @@
-"""The openbrace HTTP server (needs the `server` extra: starlette, uvicorn).
+"""The openbrace HTTP server (needs the `server` extra: starlette, uvicorn, prometheus_client).
 
 `create_app(engine, config)` builds the ASGI app; `openbrace serve` runs it.
 """

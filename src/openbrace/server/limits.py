@@ -1,36 +1,17 @@
-"""What the server lets in: API keys, body size, and concurrent generations.
+"""What the server lets in: body size and concurrent generations (API keys: `auth`).
 
-All three answer before any work is done, with a `RequestError` (401, 413, 429):
-a refused request costs the server almost nothing.
+Both answer before any work is done, with a `RequestError` (413, 429): a refused
+request costs the server almost nothing.
 """
 
 from __future__ import annotations
-
-import hmac
 
 import anyio
 from starlette.requests import Request
 
 from ..exceptions import RequestError
 
-__all__ = ["Gate", "authorized", "read_body"]
-
-
-def authorized(header: str | None, keys: tuple[bytes, ...]) -> bool:
-    """Whether an `Authorization: Bearer KEY` header carries one of `keys`.
-
-    No keys configured means the server is open. The token is compared with every
-    key in constant time (`hmac.compare_digest`, no early exit), so the time taken
-    says nothing about which key, or how much of one, matched.
-    """
-    if not keys:
-        return True
-    scheme, _, token = (header or "").strip().partition(" ")
-    given = token.strip().encode() if scheme.lower() == "bearer" else b""
-    matched = False
-    for key in keys:
-        matched |= hmac.compare_digest(given, key)
-    return matched and bool(given)
+__all__ = ["Gate", "read_body"]
 
 
 async def read_body(request: Request, limit: int) -> bytes:

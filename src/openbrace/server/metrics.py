@@ -1,120 +1,104 @@
-"""Server metrics, rendered in the Prometheus text exposition format (version 0.0.4).
+"""Server metrics on `prometheus_client`, one `CollectorRegistry` per app.
 
-Hand-rolled on purpose: a handful of counters, two gauges and one histogram do not
-justify a dependency and a process-global registry (each app gets its own
-`Metrics`, so several servers in one process, as in tests, never mix numbers).
-Every update is O(1) and happens on the event loop thread, so no locking is needed.
+A registry of its own per app (never the process-global one) keeps several
+servers in one process, as in tests or an embedding app, from mixing numbers.
+Every update happens on the event loop thread.
+
+Other parts of the server add their own series through `counter`, `gauge` and
+`histogram`, which register on this app's registry:
+
+```python
+from openbrace.server.metrics import Metrics
+
+metrics = Metrics()
+held = metrics.gauge("openbrace_streams_held", "Resumable streams kept in the store.")
+held.inc()
+busy = metrics.gauge("openbrace_busy", "Sequences decoding now.", read=lambda: 3)
+assert metrics.sample("openbrace_streams_held") == 1 and metrics.sample("openbrace_busy") == 3
+assert b"openbrace_streams_held 1.0" in metrics.render()
+```
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 
-__all__ = ["CONTENT_TYPE", "Histogram", "Metrics"]
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST  # the text format `render` writes
 
 # Seconds from request arrival to the first op: tens of ms on a warm engine,
 # seconds on a cold or queued one.
 _TTFO_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-class Histogram:
-    """A cumulative Prometheus histogram over fixed upper bounds."""
-
-    def __init__(self, buckets: tuple[float, ...]):
-        self.buckets = buckets
-        self.counts = [0] * (len(buckets) + 1)  # the last one is +Inf
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        """Record one observation."""
-        self.counts[bisect_left(self.buckets, value)] += 1
-        self.sum += value
-        self.count += 1
-
-    def render(self, name: str) -> list[str]:
-        """The `_bucket`, `_sum` and `_count` sample lines."""
-        lines, running = [], 0
-        for bound, count in zip((*self.buckets, float("inf")), self.counts, strict=True):
-            running += count
-            le = "+Inf" if bound == float("inf") else f"{bound:g}"
-            lines.append(f'{name}_bucket{{le="{le}"}} {running}')
-        lines += [f"{name}_sum {self.sum:.6f}", f"{name}_count {self.count}"]
-        return lines
-
-
 class Metrics:
-    """What `/metrics` reports. The server updates the fields directly.
+    """What `/metrics` reports, in `registry`.
 
     Attributes:
-        requests: answered HTTP requests by `(route, status)`.
-        errors: failures by `(stage, type)`: stage `before` (an error status) or
-            `stream` (an in-band error record), type the OpenAI/SPEC error type.
+        requests: answered HTTP requests, labels `route`, `status`.
+        errors: failures, labels `stage` (`before`: an error status; `stream`: an
+            in-band error record) and `type` (the OpenAI/SPEC error type).
         ops_sent: patch ops handed to clients.
         streams_in_flight: generations running now (any `stream` mode).
         time_to_first_op: seconds from request arrival to the first op.
     """
 
     def __init__(self) -> None:
-        self.requests: Counter[tuple[str, int]] = Counter()
-        self.errors: Counter[tuple[str, str]] = Counter()
-        self.ops_sent = 0
-        self.streams_in_flight = 0
-        self.time_to_first_op = Histogram(_TTFO_BUCKETS)
-
-    def render(self, gauges: Mapping[str, tuple[str, Callable[[], float]]] | None = None) -> str:
-        """The whole exposition text; `gauges` adds `name: (help, read)` gauges."""
-        out: list[str] = []
-
-        def family(name: str, kind: str, help: str, samples: list[str]) -> None:
-            out.extend([f"# HELP {name} {help}", f"# TYPE {name} {kind}", *samples])
-
-        family(
-            "openbrace_requests_total",
-            "counter",
+        self.registry = CollectorRegistry()
+        self.requests = self.counter(
+            "openbrace_requests",
             "HTTP requests answered, by route and status.",
-            [
-                f'openbrace_requests_total{{route="{_label(route)}",status="{status}"}} {n}'
-                for (route, status), n in sorted(self.requests.items())
-            ],
+            ("route", "status"),
         )
-        family(
-            "openbrace_errors_total",
-            "counter",
+        self.errors = self.counter(
+            "openbrace_errors",
             "Failures by stage (before: an error status; stream: an in-band error record)"
             " and type.",
-            [
-                f'openbrace_errors_total{{stage="{stage}",type="{_label(type)}"}} {n}'
-                for (stage, type), n in sorted(self.errors.items())
-            ],
+            ("stage", "type"),
         )
-        family(
-            "openbrace_ops_sent_total",
-            "counter",
-            "Patch ops sent to clients.",
-            [f"openbrace_ops_sent_total {self.ops_sent}"],
+        self.ops_sent = self.counter("openbrace_ops_sent", "Patch ops sent to clients.")
+        self.streams_in_flight = self.gauge(
+            "openbrace_streams_in_flight", "Generations running now."
         )
-        family(
-            "openbrace_streams_in_flight",
-            "gauge",
-            "Generations running now.",
-            [f"openbrace_streams_in_flight {self.streams_in_flight}"],
-        )
-        for name, (help, read) in (gauges or {}).items():
-            family(name, "gauge", help, [f"{name} {read():g}"])
-        family(
+        self.time_to_first_op = self.histogram(
             "openbrace_time_to_first_op_seconds",
-            "histogram",
             "Seconds from request arrival to the first patch op sent.",
-            self.time_to_first_op.render("openbrace_time_to_first_op_seconds"),
+            _TTFO_BUCKETS,
         )
-        return "\n".join(out) + "\n"
 
+    def counter(self, name: str, help: str, labels: Sequence[str] = ()) -> Counter:
+        """A counter on this registry; `name` without `_total` (it is exposed with it)."""
+        return Counter(name, help, labels, registry=self.registry)
 
-def _label(value: str) -> str:
-    """A label value as the exposition format wants it: `\\`, `"` and newlines escaped."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    def gauge(
+        self,
+        name: str,
+        help: str,
+        labels: Sequence[str] = (),
+        *,
+        read: Callable[[], float] | None = None,
+    ) -> Gauge:
+        """A gauge on this registry; with `read`, its value is `read()` at each scrape."""
+        gauge = Gauge(name, help, labels, registry=self.registry)
+        if read is not None:
+            gauge.set_function(read)
+        return gauge
+
+    def histogram(
+        self, name: str, help: str, buckets: Sequence[float], labels: Sequence[str] = ()
+    ) -> Histogram:
+        """A histogram on this registry over `buckets` (upper bounds, +Inf added)."""
+        return Histogram(name, help, labels, registry=self.registry, buckets=buckets)
+
+    def sample(self, name: str, **labels: str) -> float:
+        """The current value of one series (0 if it has no sample yet): for health and tests."""
+        value = self.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+    def render(self) -> bytes:
+        """The whole exposition text (`CONTENT_TYPE`)."""
+        return generate_latest(self.registry)

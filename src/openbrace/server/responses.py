@@ -74,6 +74,7 @@ class GenerationResponse:
         plan: the validated request.
         sse: for `"patch"`, whether the client asked for SSE (`Accept: text/event-stream`).
         started: `time.monotonic()` when the request arrived (time-to-first-op origin).
+        api_key: the caller's key, which owns a resumable stream (None: open server).
     """
 
     def __init__(
@@ -99,7 +100,7 @@ class GenerationResponse:
         self._status = 0
         self.op_ids = wire.OpIds()  # numbers the patch ops handed to the framer
         self._complete = False  # the whole response was handed to the server
-        self.api_key = api_key  # owns a resumable stream (None on an open server)
+        self.api_key = api_key
         self._handed_off = False  # a resumable generation task holds the slot now
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -119,7 +120,7 @@ class GenerationResponse:
                 finally:
                     tg.cancel_scope.cancel()
         if outer.cancelled_caught:
-            self.rt.metrics.errors["stream", "timeout"] += 1
+            self.rt.metrics.errors.labels("stream", "timeout").inc()
         log.info(
             "%s: %s stream=%s status=%s ops=%d %.3fs%s",
             self.id,
@@ -161,7 +162,7 @@ class GenerationResponse:
         except RequestError as exc:
             await self._error(exc)
             return
-        self.rt.metrics.streams_in_flight += 1
+        self.rt.metrics.streams_in_flight.inc()
         try:
             await self._generate()
         except (_ClientGone, anyio.get_cancelled_exc_class()):
@@ -176,7 +177,7 @@ class GenerationResponse:
                 await self._end_generation()
 
     async def _end_generation(self) -> None:
-        self.rt.metrics.streams_in_flight -= 1
+        self.rt.metrics.streams_in_flight.dec()
         self.rt.gate.release()
 
     async def _generate(self) -> None:
@@ -185,7 +186,9 @@ class GenerationResponse:
             await self._resumable(self.rt.resumer)
             return
         source: AsyncIterator[Any] = (
-            patch_records(self.rt.engine, request)
+            patch_records(
+                self.rt.engine, request, partial_strings=self.plan.options.partial_strings
+            )
             if mode == "patch"
             else self.rt.engine.generate(request)
         )
@@ -220,60 +223,11 @@ class GenerationResponse:
                 code="request_timeout",
             ) from None
 
-    # -- resumable streams (server/resume.py) -----------------------------------------
-
-    async def _resumable(self, resumer: Resumer) -> None:
-        """Generate in a task of its own that outlives this connection; stream its copy."""
-        try:
-            stream_id = await resumer.create(self.api_key)
-        except (StoreFullError, StoreUnavailableError) as exc:
-            full = isinstance(exc, StoreFullError)
-            await self._error(
-                RequestError(
-                    f"cannot start a resumable stream: {exc}",
-                    status=503,
-                    code="resume_store_full" if full else "resume_store_unavailable",
-                )
-            )
-            return
-        source = patch_records(self.rt.engine, self.plan.request)
-        self._handed_off = True
-        copy = resumer.launch(stream_id, self._first_then_rest(source), on_end=self._end_generation)
-        try:
-            try:
-                first = await copy.__anext__()
-            except Exception as exc:
-                await self._error(exc)
-                return
-            frames, media = self._framed(_prepend(first, copy))
-            await self._stream(frames, media, [(b"x-stream-id", stream_id.encode())])
-        finally:
-            await _close(copy)
-
-    async def _first_then_rest(self, source: AsyncIterator[Any]) -> AsyncIterator[dict[str, Any]]:
-        """The records of `source` under the deadline; a refusal before the first raises."""
-        try:
-            try:
-                first = await self._pull(source)
-            except StopAsyncIteration:
-                first = ServerError("the engine ended without a finish reason").to_record()
-            async for record in self._records(source, first):
-                yield record
-        finally:
-            await _close(source)
-
-    def _framed(self, records: AsyncIterator[wire.Numbered]) -> tuple[AsyncIterator[bytes], str]:
-        if self.sse:
-            return wire.sse_frames(records, keepalive=self.rt.keepalive), wire.SSE
-        return wire.ndjson_frames(
-            records, include_usage=self.plan.options.include_usage
-        ), wire.NDJSON
-
     # -- delivery -----------------------------------------------------------------
 
     async def _error(self, exc: BaseException) -> None:
         err = as_request_error(exc)
-        self.rt.metrics.errors["before", err.type] += 1
+        self.rt.metrics.errors.labels("before", err.type).inc()
         await error_response(err)(self._scope, _no_receive, self._emit)
 
     async def _json(self, source: AsyncIterator[Any], item: Any) -> None:
@@ -318,6 +272,56 @@ class GenerationResponse:
         )
         await self._emit({"type": "http.response.body", "body": data})
 
+    # -- resumable streams (server/resume.py) -----------------------------------------
+
+    async def _resumable(self, resumer: Resumer) -> None:
+        """Generate in a task of its own that outlives this connection; stream its copy."""
+        try:
+            stream_id = await resumer.create(self.api_key)
+        except (StoreFullError, StoreUnavailableError) as exc:
+            full = isinstance(exc, StoreFullError)
+            await self._error(
+                RequestError(
+                    f"cannot start a resumable stream: {exc}",
+                    status=503,
+                    code="resume_store_full" if full else "resume_store_unavailable",
+                )
+            )
+            return
+        source = patch_records(
+            self.rt.engine, self.plan.request, partial_strings=self.plan.options.partial_strings
+        )
+        self._handed_off = True
+        copy = resumer.launch(stream_id, self._first_then_rest(source), on_end=self._end_generation)
+        try:
+            try:
+                first = await copy.__anext__()
+            except Exception as exc:
+                await self._error(exc)
+                return
+            frames, media = self._framed(_prepend(first, copy))
+            await self._stream(frames, media, [(b"x-stream-id", stream_id.encode())])
+        finally:
+            await _close(copy)
+
+    async def _first_then_rest(self, source: AsyncIterator[Any]) -> AsyncIterator[dict[str, Any]]:
+        """The records of `source` under the deadline; a refusal before the first raises."""
+        try:
+            try:
+                first = await self._pull(source)
+            except StopAsyncIteration:
+                first = ServerError("the engine ended without a finish reason").to_record()
+            async for record in self._records(source, first):
+                yield record
+        finally:
+            await _close(source)
+
+    def _framed(self, records: AsyncIterator[wire.Numbered]) -> tuple[AsyncIterator[bytes], str]:
+        if self.sse:
+            return wire.sse_frames(records, keepalive=self.rt.keepalive), wire.SSE
+        include_usage = self.plan.options.include_usage
+        return wire.ndjson_frames(records, include_usage=include_usage), wire.NDJSON
+
     async def _stream(
         self,
         frames: AsyncIterator[bytes],
@@ -358,14 +362,14 @@ class GenerationResponse:
         try:
             while True:
                 if "op" in record:
-                    metrics.ops_sent += 1
+                    metrics.ops_sent.inc()
                     if not first_op_seen:
                         first_op_seen = True
                         metrics.time_to_first_op.observe(time.monotonic() - self.started)
                 elif "error" in record:
-                    metrics.errors["stream", str(record["error"].get("type"))] += 1
+                    metrics.errors.labels("stream", str(record["error"].get("type"))).inc()
                 yield record
-                if "op" not in record:
+                if "done" in record or "error" in record:  # the last record
                     return
                 try:
                     record = await self._pull(source)
@@ -392,7 +396,7 @@ class GenerationResponse:
             log.error("%s: generation failed mid-stream", self.id, exc_info=exc)
             item = ServerError("internal error while generating")
         if isinstance(item, StreamError):
-            self.rt.metrics.errors["stream", item.type] += 1
+            self.rt.metrics.errors.labels("stream", item.type).inc()
             yield _sse_data(item.to_record())
             return
         yield self._chunk({}, finish_reason=item.reason)
@@ -418,14 +422,14 @@ def _sse_data(obj: Any) -> bytes:
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
 
+async def _no_receive() -> Message:
+    raise RuntimeError("the request body was read before the response started")
+
+
 async def _prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
     yield first
     async for item in rest:
         yield item
-
-
-async def _no_receive() -> Message:
-    raise RuntimeError("the request body was read before the response started")
 
 
 async def _close(iterator: AsyncIterator[Any]) -> None:

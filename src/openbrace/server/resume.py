@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import math
 import re
 import secrets
 import time
@@ -27,8 +28,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import Counter, Gauge
+
 from ..exceptions import ServerError, StreamError
 from ..wire import Numbered, OpIds, Record
+from .metrics import Metrics
 from .stores import StoreUnavailableError, StreamStore, is_terminal
 
 __all__ = [
@@ -87,6 +91,14 @@ def parse_after(query: str | None, last_event_id: str | None) -> int:
     return int(text)
 
 
+@dataclass(frozen=True)
+class _ResumeMetrics:
+    held: Gauge
+    bytes: Gauge
+    served: Counter
+    failures: Counter
+
+
 @dataclass
 class _Tee:
     """The connected client's copy of a stream: a queue the producer fills."""
@@ -97,14 +109,6 @@ class _Tee:
     def put(self, item: Numbered | BaseException) -> None:
         if self.attached:
             self.queue.put_nowait(item)
-
-
-@dataclass
-class ResumeStats:
-    """Counters for `/metrics`."""
-
-    resumes_served: int = 0
-    store_failures: int = 0
 
 
 class Resumer:
@@ -118,8 +122,39 @@ class Resumer:
     def __init__(self, store: StreamStore, request_timeout: float) -> None:
         self.store = store
         self.request_timeout = request_timeout
-        self.stats = ResumeStats()
+        self._metrics: _ResumeMetrics | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}  # generating in this process
+
+    def register_metrics(self, metrics: Metrics) -> None:
+        """Add the resume series to `metrics` (`refresh_metrics` updates the store's)."""
+        self._metrics = _ResumeMetrics(
+            held=metrics.gauge(
+                "openbrace_resumable_streams_held",
+                "Resumable streams held by the resume store (live and finished).",
+            ),
+            bytes=metrics.gauge(
+                "openbrace_resume_store_bytes", "Bytes of records held by the resume store."
+            ),
+            served=metrics.counter(
+                "openbrace_resumes_served", "Resumes served (GET /v1/streams/ID answered 200)."
+            ),
+            failures=metrics.counter(
+                "openbrace_resume_store_failures",
+                "Resumable streams that stopped being stored (the store was unreachable).",
+            ),
+        )
+
+    async def refresh_metrics(self) -> None:
+        """Read the store's figures into the gauges (NaN while it is unreachable)."""
+        if self._metrics is None:
+            return
+        try:
+            stats = await self.store.stats()
+            held, size = float(stats.streams), float(stats.bytes)
+        except StoreUnavailableError:
+            held = size = math.nan
+        self._metrics.held.set(held)
+        self._metrics.bytes.set(size)
 
     @property
     def generating(self) -> int:
@@ -171,7 +206,8 @@ class Resumer:
         stored = await self.store.owner(stream_id)
         if stored is None or not hmac.compare_digest(stored, owner_digest(stream_id, api_key)):
             raise StreamNotFound
-        self.stats.resumes_served += 1
+        if self._metrics is not None:
+            self._metrics.served.inc()
         return self.store.follow(stream_id, after)
 
     async def cancel(self, stream_id: str, api_key: str | None) -> None:
@@ -251,7 +287,8 @@ class Resumer:
         try:
             await self.store.append(stream_id, entry)
         except StoreUnavailableError as exc:
-            self.stats.store_failures += 1
+            if self._metrics is not None:
+                self._metrics.failures.inc()
             log.warning("resumable stream %s: no longer stored (%s)", stream_id[:8], exc)
             return False
         return True

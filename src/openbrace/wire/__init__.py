@@ -1,11 +1,13 @@
 """The patch stream on the wire: NDJSON and SSE, both directions (SPEC section 4).
 
-A *record* is what travels: an op `{"op":"add","path":..,"value":..}`, or a
-control record `{"done": {...}}` / `{"error": {...}}`.
+A *record* is what travels: an op `{"op":"add","path":..,"value":..}`, a partial
+record `{"partial": {"path":..,"text":..}}` (opt-in, the text of a string being
+written), or a control record `{"done": {...}}` / `{"error": {...}}`.
 
 - NDJSON: one compact JSON record per line, each line ended by `\\n`.
 - SSE: ops as `id: N` (the op's 0-based sequence number), `event: patch`,
-  `data: <op>`; success as `event: done` with the done record's *body* as data;
+  `data: <op>`; partial records as `event: partial` with the record's *body* as
+  data and no id (ids count ops); success as `event: done` with the done record's *body* as data;
   failure as `event: error` with the whole `{"error": {...}}` record as data;
   `: keep-alive` comments while idle.
 

@@ -46,8 +46,9 @@ SSE = "text/event-stream"
 KEEPALIVE = b": keep-alive\n\n"
 
 Record = dict[str, Any]
-"""An op `{"op": "add", "path": .., "value": ..}`, or a control record `{"done": ..}` /
-`{"error": ..}`."""
+"""An op `{"op": "add", "path": .., "value": ..}`, a partial record `{"partial": {"path":
+.., "text": ..}}` (opt-in: the text of a string being written), or a control record
+`{"done": ..}` / `{"error": ..}`."""
 
 
 class Numbered(NamedTuple):
@@ -97,13 +98,18 @@ def encode_ndjson(record: Record) -> bytes:
 def encode_sse(record: Record, id: int | None = None) -> bytes:
     """One SSE event for `record`, ended by a blank line.
 
+    A partial record goes out as `event: partial` with its body (`{"path", "text"}`)
+    as data and never an id: ids count ops only.
+
     Args:
-        record: an op, `{"done": {...}}` or `{"error": {...}}`.
+        record: an op, `{"partial": {...}}`, `{"done": {...}}` or `{"error": {...}}`.
         id: the op's 0-based sequence number (ops only; omitted when None).
     """
     if "op" in record:
         head = b"" if id is None else b"id: %d\n" % id
         return head + b"event: patch\ndata: " + _dumps(record) + b"\n\n"
+    if "partial" in record:
+        return b"event: partial\ndata: " + _dumps(record["partial"]) + b"\n\n"
     if "done" in record:
         return b"event: done\ndata: " + _dumps(record["done"]) + b"\n\n"
     if "error" in record:
@@ -283,11 +289,11 @@ class SSEEvents:
 class SSEDecoder(_Decoder):
     """Bytes of an SSE patch stream -> records, framed by `SSEEvents`.
 
-    `patch` events (and untyped ones) carry an op, `done` a done body, `error` an
-    error record; other event types are ignored. An `id` on an op must be the one
-    `OpIds` gives it (its 0-based sequence number): a gap means lost ops, which would
-    corrupt the document, so it is a `ProtocolError`. A resumed stream's ops start at
-    `first_id`.
+    `patch` events (and untyped ones) carry an op, `partial` a partial record's body,
+    `done` a done body, `error` an error record; other event types are ignored. An
+    `id` on an op must be the one `OpIds` gives it (its 0-based sequence number): a
+    gap means lost ops, which would corrupt the document, so it is a `ProtocolError`.
+    A resumed stream's ops start at `first_id`.
     """
 
     def __init__(self, first_id: int = 0) -> None:
@@ -322,6 +328,8 @@ class SSEDecoder(_Decoder):
             record = _check_record(value, "SSE patch data")
             self._check_id(event.id, self._ids.number(record).id)
             return record
+        if kind == "partial":  # no id: it does not count as an op
+            return {"partial": _check_record(value, "SSE partial data")}
         if kind == "done":
             return {"done": _check_record(value, "SSE done data")}
         if kind == "error":

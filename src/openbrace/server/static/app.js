@@ -1,6 +1,8 @@
 /* openbrace playground: POST a patch-mode request, read its SSE stream with
  * fetch + ReadableStream, apply each RFC 6902 `add` op to the document, and fill
- * a form generated from the JSON Schema field by field as the ops land.
+ * a form generated from the JSON Schema field by field as the ops land. The
+ * request asks for partial strings, so a string types itself in its field while
+ * it is written (`event: partial`) and is marked complete when its op lands.
  * Plain browser JavaScript: no build step, no dependencies, no external network. */
 "use strict";
 
@@ -336,6 +338,11 @@
     return typeof value === "string" ? value : JSON.stringify(value);
   }
 
+  function grow(textarea) {
+    textarea.style.height = "auto";
+    textarea.style.height = `${textarea.scrollHeight + 2}px`; // grow to fit the text
+  }
+
   /** The schema of the item at index `index` of an array field. */
   function itemSchema(arraySchema, index) {
     if (Array.isArray(arraySchema.prefixItems) && index < arraySchema.prefixItems.length) {
@@ -426,6 +433,21 @@
       return fresh;
     }
 
+    /** A piece of a string still being written: append it, mark the field typing. */
+    type(path, text) {
+      const field = this.field(path, "");
+      const input = field.querySelector(":scope > .value");
+      if (!input || field.dataset.kind === "enum") return; // an enum shows once it is whole
+      if (field.dataset.state !== "typing") {
+        field.dataset.state = "typing";
+        if (input.tagName === "PRE") input.textContent = "";
+        else input.value = "";
+      }
+      if (input.tagName === "PRE") input.textContent += text;
+      else input.value += text;
+      if (input.tagName === "TEXTAREA") grow(input);
+    }
+
     fill(field, value) {
       const kind = field.dataset.kind;
       if (kind === "enum") {
@@ -450,10 +472,7 @@
         const input = field.querySelector(":scope > .value");
         if (input && input.tagName === "PRE") input.textContent = JSON.stringify(value);
         else if (input) input.value = typeof value === "string" ? value : JSON.stringify(value);
-        if (input && input.tagName === "TEXTAREA") {
-          input.style.height = "auto";
-          input.style.height = `${input.scrollHeight + 2}px`; // grow to fit the text
-        }
+        if (input && input.tagName === "TEXTAREA") grow(input);
       }
     }
 
@@ -474,6 +493,7 @@
     controller: null,
     started: 0,
     ops: [],
+    partials: [], // [path, text, elapsed ms] of each partial record
     document: null,
     done: null,
     error: null,
@@ -520,7 +540,10 @@
 
   function resetRun() {
     state.streamId = null;
+    state.typed = {}; // text so far of the strings being written, by path
+    state.replayed = new Set();
     state.ops = [];
+    state.partials = [];
     state.document = null;
     state.done = null;
     state.error = null;
@@ -530,9 +553,11 @@
     showError("");
     for (const id of ["m-first", "m-total", "m-tokens"]) $(id).textContent = "–";
     $("m-ops").textContent = "0";
+    $("m-partials").textContent = "0";
   }
 
   function onOp(op, id) {
+    delete state.typed[op.path];
     const elapsed = performance.now() - state.started;
     state.document = applyAdd(state.document, op.path, structuredClone(op.value));
     state.ops.push(op);
@@ -551,6 +576,20 @@
     list.append(item);
     list.scrollTop = list.scrollHeight; // follow the stream without scrolling the page
     $("document").textContent = JSON.stringify(state.document, null, 2);
+  }
+
+  function onPartial({ path, text }) {
+    const sofar = state.typed[path] || "";
+    if (state.replayed.delete(path)) {
+      // A resume re-sends a string in progress whole: type only what is new.
+      if (text.startsWith(sofar)) text = text.slice(sofar.length);
+      if (!text) return;
+    }
+    state.typed[path] = sofar + text;
+    const elapsed = performance.now() - state.started;
+    state.partials.push([path, text, elapsed]);
+    form.type(path, text);
+    $("m-partials").textContent = String(state.partials.length);
   }
 
   function onDone(data) {
@@ -583,8 +622,9 @@
       messages: [{ role: "user", content: $("prompt").value }],
       response_format: { type: "json_schema", json_schema: { name: "playground", schema, strict: true } },
       stream: "patch",
-      // Resumable: a network hiccup resumes the stream where it stopped (docs/resume.md).
-      stream_options: { resumable: true },
+      // Partial strings type themselves; resumable: a network hiccup resumes the
+      // stream where it stopped (docs/resume.md).
+      stream_options: { partial_strings: true, resumable: true },
       max_tokens: Number($("max-tokens").value) || 200,
     };
     if ($("model").value) body.model = $("model").value;
@@ -643,6 +683,7 @@
     const parser = new SSEParser(({ event, data, id }) => {
       const payload = JSON.parse(data);
       if (event === "patch" || event === "message") onOp(payload, id);
+      else if (event === "partial") onPartial(payload);
       else if (event === "done") onDone(payload);
       else if (event === "error") onStreamError(payload);
     });
@@ -674,6 +715,7 @@
       if (failures > 5) return; // the caller reports the incomplete stream
       setStatus("running", `connection lost: resuming after op ${state.ops.length - 1}…`);
       await new Promise((resolve) => setTimeout(resolve, Math.min(4000, 250 * 2 ** (failures - 1))));
+      state.replayed = new Set(Object.keys(state.typed));
       response = await resumeFrom(streamId);
     }
   }

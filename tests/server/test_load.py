@@ -1,4 +1,4 @@
-"""Load: hundreds of concurrent patch streams, every op right (issue 7, part 1).
+"""Load: hundreds of concurrent patch streams, every op right.
 
 1. `openbrace serve --upstream ...` (a real process, uvicorn on loopback) fronts the
    scripted upstream (`tests.support.upstream`: a stand-in for a GPU cluster,

@@ -1,4 +1,4 @@
-"""Faults on either side of the server, and what survives them (issue 7, part 2).
+"""Faults on either side of the server, and what survives them.
 
 A real openbrace server (uvicorn on loopback) fronts the scripted upstream
 (`tests.support.upstream`, the stand-in for a GPU cluster). For each fault the

@@ -1,4 +1,4 @@
-"""Bad input: the HTTP API and the emitter under fuzzing (issue 7, part 3).
+"""Bad input: the HTTP API and the emitter under fuzzing.
 
 The rule for every request, whatever hypothesis throws at it (malformed JSON,
 wrong types, huge values, unknown fields, hostile schemas): an answer within a

@@ -1,4 +1,4 @@
-"""Security: keys, secrets in logs and errors, size limits, CORS (issue 7, part 4).
+"""Security: keys, secrets in logs and errors, size limits, CORS.
 
 Servers run on a real uvicorn on loopback; the upstream is the scripted stand-in
 for a GPU cluster (`tests.support.upstream`). The README's "Threat model" section
@@ -21,7 +21,7 @@ import pytest
 
 from openbrace.engines.base import Finish, GenerationRequest, MockEngine
 from openbrace.engines.upstream import UpstreamEngine
-from openbrace.server import limits
+from openbrace.server import auth
 from openbrace.server.app import ServerConfig, create_app
 from tests.support import LoopbackServer, Script, ScriptedUpstream, wait_until
 
@@ -122,7 +122,7 @@ def test_keys_are_compared_with_compare_digest(
             calls.append((a, b))
         return compare_digest(a, b)
 
-    monkeypatch.setattr(limits.hmac, "compare_digest", spy)
+    monkeypatch.setattr(auth.hmac, "compare_digest", spy)
     assert _post(keyed, key=OTHER_KEY).status_code == 200
     # Every configured key is compared, whichever matches (no early exit).
     assert {b for a, b in calls if a == OTHER_KEY.encode()} == {KEY.encode(), OTHER_KEY.encode()}

@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: demo test bench lint browser-deps
+.PHONY: demo test bench lint docs system-deps
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -23,22 +23,26 @@ $(VENV)/.dev: pyproject.toml | $(PY)
 demo: $(VENV)/.local
 	$(VENV)/bin/openbrace demo
 
-# Debian's Chromium for the playground test (Playwright drives it; no browser download),
-# and redis-server for the resumable-stream tests (skipped, saying so, where it is missing).
-browser-deps:
-	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
-	@command -v redis-server >/dev/null || [ "$$(id -u)" -ne 0 ] \
-		|| (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
+# System packages (Chromium for the browser tests...): listed in .ci/system-deps, which
+# installs the missing ones with apt-get as root and otherwise says in one line what
+# is missing (those tests then skip).
+system-deps:
+	@.ci/system-deps
 
-test: $(VENV)/.dev browser-deps
-	$(PY) -m ruff check src tests benchmarks examples
+test: $(VENV)/.dev system-deps
+	$(PY) -m ruff check src tests benchmarks examples docs
 	$(PY) -m mypy
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 	$(PY) -m pytest
+
+# The documentation site on http://127.0.0.1:8001/, rebuilt as you edit.
+docs: $(VENV)/.dev
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve --dev-addr 127.0.0.1:8001
 
 bench: $(VENV)/.dev
 	$(PY) -m benchmarks
 
 lint: $(VENV)/.dev
-	$(PY) -m ruff check src tests benchmarks examples
-	$(PY) -m ruff format --check src tests benchmarks examples
+	$(PY) -m ruff check src tests benchmarks examples docs
+	$(PY) -m ruff format --check src tests benchmarks examples docs
 	$(PY) -m mypy

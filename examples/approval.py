@@ -44,7 +44,11 @@ async def ask(question: str, preset: bool | None) -> bool:
         print(f"{question} [y/N] {'y' if preset else 'n'} (from the command line)", flush=True)
         return preset
     # input() blocks, so run it in a thread: the event loop keeps serving the stream.
-    answer = await asyncio.to_thread(input, f"{question} [y/N] ")
+    try:
+        answer = await asyncio.to_thread(input, f"{question} [y/N] ")
+    except EOFError:  # stdin closed or empty (`< /dev/null`): no answer is the default, N
+        print("n (no answer on stdin)", flush=True)
+        return False
     return answer.strip().lower() in {"y", "yes"}
 
 

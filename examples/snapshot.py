@@ -43,6 +43,7 @@ async def main() -> None:
             input="Give a simple recipe for pancakes. Ingredients: flour, milk, eggs and sugar.",
             response_format=Recipe,
             max_tokens=320,
+            seed=1,  # repeatable: the docs show this run's output
         ):
             ms = (time.perf_counter() - start) * 1000
             printed = json.dumps(event.snapshot)

@@ -43,12 +43,13 @@ json_values = st.recursive(
 
 
 def test_smoke_run_writes_every_section(tmp_path: Path) -> None:
-    only = "extraction,emitter,client,server"
+    only = "extraction,emitter,partial_strings,client,server"
     assert main(["--smoke", "--out", str(tmp_path), "--only", only]) == 0
     results = (tmp_path / "RESULTS.md").read_text(encoding="utf-8")
     for title in (
         "1. Field extraction",
         "1b. Emitter vs jiter",
+        "1c. Partial strings",
         "2. Client cost per event",
         "4. Server",
     ):

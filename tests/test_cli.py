@@ -7,6 +7,7 @@ shared.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import io
 import json
@@ -129,10 +130,76 @@ def test_generate_prints_the_final_json(
     jsonschema.validate(json.loads(capsys.readouterr().out), TICKET)
 
 
+LOOKUP_TOOL = {
+    "name": "lookup",
+    "description": "Look up an order by its id",
+    "parameters": {
+        "type": "object",
+        "properties": {"order_id": {"type": "string", "maxLength": 10}},
+        "required": ["order_id"],
+    },
+}
+
+
+@pytest.mark.model
+def test_tools_stream_their_arguments_and_generate_prints_the_calls(
+    local_engine: Any, tmp_path: Path, capsys: CapSys
+) -> None:
+    tool = tmp_path / "lookup.json"
+    tool.write_text(json.dumps(LOOKUP_TOOL))
+    ask = ["--tool", str(tool), "--temperature", "0", "Where is my order A-17?"]
+    assert main(["stream", *ask, "--tool-choice", "lookup"]) == 0
+    ops = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    paths = [op["path"] for op in ops]
+    assert paths.index("/tool_calls/0/name") < paths.index("/tool_calls/0/arguments/order_id")
+    assert main(["generate", *ask, "--tool-choice", "required"]) == 0
+    (call,) = json.loads(capsys.readouterr().out)
+    assert call["name"] == "lookup" and set(call["arguments"]) == {"order_id"}
+
+
+def test_a_request_needs_a_schema_or_a_tool(capsys: CapSys) -> None:
+    assert main(["--json", "generate", "hello"]) == 1
+    assert "--tool" in json.loads(capsys.readouterr().err)["error"]["message"]
+
+
 @pytest.mark.model
 def test_models_lists_the_embedded_model(local_engine: Any, capsys: CapSys) -> None:
     assert main(["models"]) == 0
     assert capsys.readouterr().out.splitlines() == [DEFAULT_MODEL_ID]
+
+
+def test_models_in_process_names_the_model_without_loading_it() -> None:
+    """Listing needs no model in memory: a fresh process never imports llama.cpp."""
+    code = (
+        "import sys; from openbrace.cli import main; from openbrace.engines.local import "
+        "default_engine; assert main(['models']) == 0; "
+        "assert default_engine()._model is None and 'llama_cpp' not in sys.modules"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_BASE_URL", "_MODEL"))}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == DEFAULT_MODEL_ID + "\n"
+
+
+@pytest.mark.model
+def test_a_base_url_without_a_scheme_means_http(local_server: Any, capsys: CapSys) -> None:
+    assert main(["models", "--base-url", local_server.url.removeprefix("http://")]) == 0
+    assert capsys.readouterr().out.splitlines() == [DEFAULT_MODEL_ID]
+
+
+@pytest.mark.model
+def test_an_unknown_model_reads_the_same_in_process_and_through_a_server(
+    local_engine: Any, local_server: Any, ticket_file: Path, capsys: CapSys
+) -> None:
+    argv = ["stream", "-m", "gpt-5", "-s", str(ticket_file), PROMPT]
+    wording = f"model 'gpt-5' not found; available: '{DEFAULT_MODEL_ID}'"
+    assert main(argv) == 1
+    # In-process there is no HTTP and no server to name.
+    assert capsys.readouterr().err == f"openbrace: {wording}\n"
+    assert main([*argv, "--base-url", local_server.url]) == 1
+    assert capsys.readouterr().err == f"openbrace: HTTP 404: {wording}\n"
 
 
 @pytest.mark.model
@@ -154,9 +221,11 @@ def test_an_unreachable_server_is_one_line(ticket_file: Path, capsys: CapSys) ->
     assert main(["stream", "-s", str(ticket_file), PROMPT, "--base-url", "http://127.0.0.1:1"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("openbrace: cannot reach http://127.0.0.1:1: ") and err.count("\n") == 1
-    assert main(["--json", "models", "--base-url", "http://127.0.0.1:1"]) == 1
+    assert main(["--json", "models", "--base-url", "127.0.0.1:1"]) == 1  # http:// implied
     error = json.loads(capsys.readouterr().err)["error"]
-    assert error["type"] == "connection" and "127.0.0.1:1" in error["message"]
+    assert error["type"] == "connection"
+    assert error["message"].startswith("cannot reach http://127.0.0.1:1: ")
+    assert error["message"].endswith("(is `openbrace serve` running at http://127.0.0.1:1?)")
 
 
 def test_a_refused_stream_is_one_line_naming_the_url(ticket_file: Path, capsys: CapSys) -> None:
@@ -264,6 +333,24 @@ def test_live_rows_follow_generation_order_with_array_items_in_place() -> None:
     assert view.ops == len(ops)
 
 
+def test_live_shows_the_model_loading_and_a_clock_that_moves_before_any_op() -> None:
+    from rich.console import Console
+
+    async def events() -> Any:
+        await asyncio.sleep(0.4)  # nothing arrives for a while: the clock must still move
+        yield Document().apply({"op": "add", "path": "", "value": {}})
+
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=80, color_system=None)
+    view = LiveView({"properties": {"a": {}}}, console=console)
+    asyncio.run(view.run(events(), loading=asyncio.sleep(0.3)))
+    frames = screen.getvalue()
+    assert "loading model" in frames
+    clocks = set(re.findall(r"generating\s+(\d+) ms", frames))
+    assert len(clocks) >= 3, frames  # refreshed at 20 Hz, several readings in 400 ms
+    assert "done" in frames
+
+
 def test_live_skeleton_follows_refs_through_escaped_keys() -> None:
     schema = {
         "properties": {"a": {"$ref": "#/$defs/x~1y~0z"}, "b": {"$ref": "#anchor"}},
@@ -282,5 +369,17 @@ def test_serve_banner_says_whether_the_server_is_open() -> None:
     exposed = _serve_banner("local model m", "0.0.0.0", 8000, ())
     assert any(line.startswith("WARNING: 0.0.0.0 is not a loopback") for line in exposed)
     keyed = _serve_banner("local model m", "0.0.0.0", 8000, ("sekrit",))
-    assert "1 API key(s) configured" in keyed[1] and "sekrit" not in " ".join(keyed)
+    assert any("1 API key(s) configured" in line for line in keyed)
+    assert "sekrit" not in " ".join(keyed)
     assert not any("WARNING" in line for line in keyed)
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [("127.0.0.1", "http://127.0.0.1:8000/"), ("0.0.0.0", "http://127.0.0.1:8000/"),
+     ("::1", "http://[::1]:8000/"), ("example.internal", "http://example.internal:8000/")],
+)  # fmt: skip
+def test_serve_banner_names_the_playground_url(host: str, url: str) -> None:
+    from openbrace.cli import _serve_banner
+
+    assert f"playground: open {url} in a browser" in _serve_banner("m", host, 8000, ())

@@ -174,6 +174,20 @@ def test_refuses_exactly_what_the_plain_emitter_refuses(text: str, data: st.Data
     assert ([r for r in with_partials if "op" in r], offset) == outcome(False)
 
 
+@pytest.mark.parametrize("text", ['{"a": "xy\\"z", 1}', '["abc\\u00e9", ]'])
+def test_a_string_closed_by_a_failing_chunk_still_adds_up(text: str) -> None:
+    """The op a failing chunk completed travels on the error with the rest of its text."""
+    for cut in range(1, len(text)):
+        emitter = PatchEmitter(partial_strings=True)
+        found = []
+        with pytest.raises(InvalidOutputError) as info:
+            for chunk in (text[:cut], text[cut:]):
+                found += emitter.feed(chunk)
+        found += info.value.ops or []
+        strings = [r["value"] for r in found if "op" in r and isinstance(r["value"], str)]
+        assert "".join(r["partial"]["text"] for r in found if "partial" in r) == "".join(strings)
+
+
 def test_random_chunkings_of_realistic_documents() -> None:
     import random
 

@@ -115,8 +115,8 @@ def test_fanout_starts_step_work_while_the_plan_is_generated() -> None:
 
 @pytest.mark.parametrize(
     ("args", "stdin", "approved"),
-    [(["--no"], None, False), ([], "y\n", True), ([], "\n", False)],
-    ids=["--no", "stdin-yes", "stdin-default-no"],
+    [(["--no"], None, False), ([], "y\n", True), ([], "\n", False), ([], "", False)],
+    ids=["--no", "stdin-yes", "stdin-default-no", "stdin-closed"],
 )
 def test_approval_sends_the_reply_only_when_approved(
     args: list[str], stdin: str | None, approved: bool

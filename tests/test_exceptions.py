@@ -106,4 +106,6 @@ def test_an_in_process_refusal_is_the_patch_stream_error_http_would_raise() -> N
         }
     )
     assert PatchStreamError(503, error.body).error == error.error
-    assert str(error) == "HTTP 503: the model is loading"
+    # In-process no HTTP was spoken: the message names no status (status_code keeps it).
+    assert str(error) == "the model is loading"
+    assert str(PatchStreamError(503, error.body)) == "HTTP 503: the model is loading"

@@ -499,3 +499,19 @@ def test_jsonschemabench_is_not_vacuous():
     assert accepted > 0.9 * len(BENCH)
     assert closed_some > 0.5 * accepted
     assert kept_valid > 0.8 * valid
+
+
+@pytest.mark.parametrize(
+    ("type_", "hint"),
+    [
+        ("strin", "; did you mean 'string'?"),
+        ("integr", "; did you mean 'integer'?"),
+        (["Boolean", "null"], "; did you mean 'boolean'?"),
+        ("banana", ""),  # nothing close: no guess
+    ],
+)
+def test_a_misspelt_type_name_gets_a_suggestion(type_, hint):
+    with pytest.raises(InvalidSchemaError) as info:
+        check({"type": "object", "properties": {"age": {"type": type_}}})
+    message = info.value.message
+    assert message.endswith(hint) and message.count("did you mean") == bool(hint), message

@@ -63,7 +63,19 @@ def _add_client_commands(commands: Any) -> None:
         default=os.environ.get("OPENBRACE_MODEL"),
         help="model id (default $OPENBRACE_MODEL, else the first model listed)",
     )
-    request.add_argument("-s", "--schema", required=True, help="a JSON Schema file, or inline JSON")
+    request.add_argument("-s", "--schema", help="a JSON Schema file, or inline JSON")
+    request.add_argument(
+        "--tool",
+        action="append",
+        metavar="SPEC",
+        help="a tool the model may call: a file or inline JSON of an OpenAI tool "
+        '(or just its function: {"name", "description", "parameters"}); repeatable',
+    )
+    request.add_argument(
+        "--tool-choice",
+        metavar="CHOICE",
+        help='with --tool: "auto" (default), "required", "none", or a tool name to call it',
+    )
     request.add_argument("prompt", nargs="?", help="the prompt (default: read from stdin)")
     request.add_argument("--system", help="a system message to put before the prompt")
     request.add_argument("--max-tokens", type=int, help="stop after this many tokens")
@@ -104,11 +116,25 @@ def _add_client_commands(commands: Any) -> None:
 
 
 def _cmd_stream(args: argparse.Namespace) -> int:
-    return _run_client(args, _stream(args, _load_schema(args.schema), _prompt(args)))
+    return _run_client(args, _stream(args, _request_schema(args), _prompt(args)))
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    return _run_client(args, _generate(args, _load_schema(args.schema), _prompt(args)))
+    return _run_client(args, _generate(args, _request_schema(args), _prompt(args)))
+
+
+def _request_schema(args: argparse.Namespace) -> Any:
+    """The `--schema`, or None when tools alone shape the answer."""
+    if args.schema is None:
+        if not args.tool:
+            raise InvalidRequestError("pass a schema (-s/--schema) or at least one --tool")
+        return None
+    return _load_schema(args.schema)
+
+
+def _tools(args: argparse.Namespace) -> list[Any] | None:
+    """The `--tool` specs, loaded like schemas (a file, or inline JSON)."""
+    return [_load_schema(spec) for spec in args.tool] if args.tool else None
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -194,7 +220,7 @@ def _request(args: argparse.Namespace, model: str, schema: Any, prompt: str) -> 
     messages = [{"role": "user", "content": prompt}]
     if args.system:
         messages.insert(0, {"role": "system", "content": args.system})
-    return {
+    request = {
         "model": model,
         "input": messages,
         "response_format": schema,
@@ -203,15 +229,26 @@ def _request(args: argparse.Namespace, model: str, schema: Any, prompt: str) -> 
         "seed": args.seed,
         "resumable": not args.no_resume,  # no effect in-process
     }
+    if args.tool:
+        request.update(tools=_tools(args), tool_choice=args.tool_choice)
+    return request
+
+
+async def _model_ids(client: Any) -> list[str]:
+    """The models the client can use, default first. In-process the engine answers
+    itself: no OpenAI SDK, no app and no model load, so `openbrace models` is quick."""
+    if client.base_url is None:
+        return [m.id for m in await client._get_engine().models()]
+    return [str(m.id) for m in (await client.models.list()).data]
 
 
 async def _model(client: Any, args: argparse.Namespace) -> str:
     if args.model:
         return str(args.model)
-    models = await client.models.list()
-    if not models.data:
+    ids = await _model_ids(client)
+    if not ids:
         raise InvalidRequestError("the server lists no models: pass one with -m")
-    return str(models.data[0].id)
+    return ids[0]
 
 
 async def _stream(args: argparse.Namespace, schema: Any, prompt: str) -> int:
@@ -222,8 +259,12 @@ async def _stream(args: argparse.Namespace, schema: Any, prompt: str) -> int:
         if args.live:  # strings type themselves
             from .live import LiveView
 
-            view = LiveView(schema, title=request["model"])
-            await view.run(client.stream(**request, partial_strings=True))
+            # In-process the first request loads the model: show that, with its clock.
+            load = getattr(client._get_engine(), "load", None) if client.base_url is None else None
+            loading = load() if load is not None else None
+            # With tools the document is the message: its fields appear as they land.
+            view = LiveView(schema if not args.tool else {"type": "object"}, title=request["model"])
+            await view.run(client.stream(**request, partial_strings=True), loading=loading)
             return 0
         async for event in client.stream(**request, partial_strings=args.partial_strings):
             record = (
@@ -240,15 +281,18 @@ async def _stream(args: argparse.Namespace, schema: Any, prompt: str) -> int:
 async def _generate(args: argparse.Namespace, schema: Any, prompt: str) -> int:
     async with _client(args) as client:
         result = await client.generate(**_request(args, await _model(client, args), schema, prompt))
+    if args.tool and isinstance(result, list):  # the model called: the calls, arguments parsed
+        result = [
+            {"id": c.id, "name": c.name, "arguments": json.loads(c.arguments)} for c in result
+        ]
     print(json.dumps(result, ensure_ascii=False, indent=2))
     return 0
 
 
 async def _models(args: argparse.Namespace) -> int:
     async with _client(args) as client:
-        models = await client.models.list()
-    for model in models.data:
-        print(model.id)
+        ids = await _model_ids(client)
+    print("\n".join(ids))
     return 0
 
 
@@ -256,14 +300,18 @@ def _run_client(args: argparse.Namespace, work: Coroutine[Any, Any, int]) -> int
     """Run one SDK coroutine; transport failures become one clear line."""
     import openai
 
-    where = args.base_url or os.environ.get("OPENBRACE_BASE_URL") or "the server"
+    from .client import _with_scheme
+
+    where = args.base_url or os.environ.get("OPENBRACE_BASE_URL")
+    where = _with_scheme(where) if where else "the server"
     try:
         return asyncio.run(work)
     except TransportError as exc:  # its message names the URL and what to check
         return _fail(args, str(exc), "connection")
     # `models` goes through the OpenAI SDK, whose errors are its own.
     except openai.APIConnectionError as exc:
-        return _fail(args, f"cannot reach {where}: {exc or type(exc).__name__}", "connection")
+        reason = f"{exc or type(exc).__name__} (is `openbrace serve` running at {where}?)"
+        return _fail(args, f"cannot reach {where}: {reason}", "connection")
     except openai.APIStatusError as exc:
         return _fail(args, f"{where} answered HTTP {exc.status_code}: {exc.message}", "http")
     except BrokenPipeError:
@@ -393,8 +441,10 @@ def _serve_keys(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def _serve_banner(what: str, host: str, port: int, keys: tuple[str, ...]) -> list[str]:
-    """What `serve` says at start-up: where, and whether it is open (never the keys)."""
-    lines = [f"serving {what} on http://{host}:{port}"]
+    """What `serve` says at start-up: where, the playground, and whether it is open
+    (never the keys)."""
+    url = _url(host, port)
+    lines = [f"serving {what} on {url}", f"playground: open {url}/ in a browser"]
     if keys:
         lines.append(
             f"{len(keys)} API key(s) configured: requests need 'Authorization: Bearer KEY'"
@@ -411,6 +461,15 @@ def _serve_banner(what: str, host: str, port: int, keys: tuple[str, ...]) -> lis
             "anyone who can reach this port can use the model (pass --api-key)"
         )
     return lines
+
+
+def _url(host: str, port: int) -> str:
+    """A URL a browser on this machine can open for a bind address."""
+    if host in ("0.0.0.0", "::", ""):  # every interface: loopback is one of them
+        host = "127.0.0.1"
+    elif ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def _log_like_uvicorn(level: str) -> None:
@@ -528,7 +587,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    """The README's main job: the public SDK, in-process, over the embedded model."""
+    """The quick start's demo: the public SDK, in-process, over the embedded model."""
     import time
 
     from .client import AsyncClient

@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import httpx
@@ -53,6 +54,7 @@ from .exceptions import (
 )
 from .reconnect import RETRIABLE_STATUS, Reconnect
 from .schema import to_json_schema
+from .tools import parsed_calls, tool_fields
 
 if TYPE_CHECKING:
     import openai
@@ -277,14 +279,28 @@ def _messages(input: str | Messages) -> Messages:
     raise TypeError("input must be a prompt string or a list of chat messages (dicts)")
 
 
-def _result(last: PatchEvent | None, response_format: Any) -> Any:
+def _result(last: PatchEvent | None, response_format: Any, tools: Any = None) -> Any:
     """`generate`'s answer from the stream's last event, which holds the whole document:
-    a Pydantic model instance for a Pydantic model class, the JSON data otherwise."""
+    a Pydantic model instance for a Pydantic model class, the JSON data otherwise.
+
+    With tools the document is the assistant message: its calls (`ToolCall`s, each
+    `parsed` as its tool's Pydantic model when it is one) when the model called,
+    else its content (parsed as the `response_format`, when there is one)."""
     from pydantic import BaseModel, ValidationError
 
     if last is None:
         raise ProtocolError("the stream ended before any op")
     document = last.snapshot
+    if tools:
+        if document.get("tool_calls"):
+            return parsed_calls(document["tool_calls"], tools)
+        document = document.get("content", "")
+        if response_format is None:
+            return document
+        try:
+            document = json.loads(document)
+        except ValueError as exc:
+            raise InvalidOutputError("the content is not JSON", snapshot=document) from exc
     if isinstance(response_format, type) and issubclass(response_format, BaseModel):
         try:
             return response_format.model_validate(document)
@@ -322,7 +338,7 @@ class _BaseClient:
             if engine is not None
             else base_url or _env("OPENBRACE_BASE_URL", "DOTTXT_BASE_URL")
         )
-        self.base_url = resolved.rstrip("/") if resolved else None
+        self.base_url = _with_scheme(resolved.rstrip("/")) if resolved else None
         self.patch: PatchSource = patch
         self.framing: Framing = framing
         self._engine = engine
@@ -365,23 +381,27 @@ class _BaseClient:
         extra: dict[str, Any] | None,
         partial_strings: bool = False,
         resumable: bool = False,
+        tools: Sequence[Any] | None = None,
+        tool_choice: Any = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """The JSON body (as the dottxt SDK builds it) and extra headers.
 
-        Raises `InvalidSchemaError` before any request for an unusable schema.
+        Raises `InvalidSchemaError` before any request for an unusable schema, and
+        `TypeError` when there is neither a `response_format` nor `tools`.
         """
         extra = dict(extra or {})
         headers = dict(extra.pop("extra_headers", None) or {})
         extra.update(extra.pop("extra_body", None) or {})
-        body: dict[str, Any] = {
-            **extra,
-            "model": model,
-            "messages": _messages(input),
-            "response_format": {
+        body: dict[str, Any] = {**extra, "model": model, "messages": _messages(input)}
+        if response_format is None and not tools:
+            raise TypeError("stream() and generate() need a response_format, or tools")
+        if response_format is not None:
+            body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "response", "schema": to_json_schema(response_format)},
-            },
-        }
+            }
+        if tools:
+            body.update(tool_fields(tools, tool_choice))
         for key, value in (
             ("temperature", temperature),
             ("max_tokens", max_tokens),
@@ -502,6 +522,12 @@ class _BaseClient:
         raise NotImplementedError
 
 
+def _with_scheme(url: str) -> str:
+    """`127.0.0.1:8000/v1` means `http://127.0.0.1:8000/v1`: httpx would take the host
+    for a scheme and fail with a bare "Connection error"."""
+    return url if "://" in url else f"http://{url}"
+
+
 def _env(*names: str) -> str | None:
     for name in names:
         if value := os.environ.get(name):
@@ -591,12 +617,14 @@ class AsyncClient(_BaseClient):
         *,
         model: str,
         input: str | Messages,
-        response_format: Any,
+        response_format: Any = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
         seed: int | None = None,
         timeout: float = 60.0,
         extra: dict[str, Any] | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: Any = None,
         partial_strings: Literal[False] = False,
         resumable: bool | Reconnect = False,
     ) -> AsyncPatchStream[PatchEvent]: ...
@@ -607,12 +635,14 @@ class AsyncClient(_BaseClient):
         *,
         model: str,
         input: str | Messages,
-        response_format: Any,
+        response_format: Any = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
         seed: int | None = None,
         timeout: float = 60.0,
         extra: dict[str, Any] | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: Any = None,
         partial_strings: Literal[True],
         resumable: bool | Reconnect = False,
     ) -> AsyncPatchStream[Event]: ...
@@ -622,12 +652,14 @@ class AsyncClient(_BaseClient):
         *,
         model: str,
         input: str | Messages,
-        response_format: Any,
+        response_format: Any = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
         seed: int | None = None,
         timeout: float = 60.0,
         extra: dict[str, Any] | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: Any = None,
         partial_strings: bool = False,
         resumable: bool | Reconnect = False,
     ) -> AsyncPatchStream[PatchEvent] | AsyncPatchStream[Event]:
@@ -669,6 +701,8 @@ class AsyncClient(_BaseClient):
             extra=extra,
             partial_strings=partial_strings,
             resumable=resumable is not False,
+            tools=tools,
+            tool_choice=tool_choice,
         )
         if self.in_process:
             return AsyncPatchStream(self._engine_events(body, partial_strings))
@@ -684,13 +718,15 @@ class AsyncClient(_BaseClient):
         *,
         model: str,
         input: str | Messages,
-        response_format: Any,
+        response_format: Any = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
         seed: int | None = None,
         timeout: float = 60.0,
         extra: dict[str, Any] | None = None,
         resumable: bool | Reconnect = False,
+        tools: Sequence[Any] | None = None,
+        tool_choice: Any = None,
         **more: Any,
     ) -> Any:
         """The whole result: a validated instance for a Pydantic model class, else JSON data.
@@ -709,12 +745,14 @@ class AsyncClient(_BaseClient):
             timeout=timeout,
             extra={**(extra or {}), **more},
             resumable=resumable,
+            tools=tools,
+            tool_choice=tool_choice,
         )
         last: PatchEvent | None = None
         async with stream:
             async for last in stream:  # noqa: B007 - the last event holds the document
                 pass
-        return _result(last, response_format)
+        return _result(last, response_format, tools)
 
     async def _http_events(
         self,
@@ -858,12 +896,14 @@ class Client(_BaseClient):
         *,
         model: str,
         input: str | Messages,
-        response_format: Any,
+        response_format: Any = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
         seed: int | None = None,
         timeout: float = 60.0,
         extra: dict[str, Any] | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: Any = None,
         partial_strings: Literal[False] = False,
         resumable: bool | Reconnect = False,
     ) -> Iterator[PatchEvent]: ...
@@ -874,12 +914,14 @@ class Client(_BaseClient):
         *,
         model: str,
         input: str | Messages,
-        response_format: Any,
+        response_format: Any = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
         seed: int | None = None,
         timeout: float = 60.0,
         extra: dict[str, Any] | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: Any = None,
         partial_strings: Literal[True],
         resumable: bool | Reconnect = False,
     ) -> Iterator[Event]: ...
@@ -889,12 +931,14 @@ class Client(_BaseClient):
         *,
         model: str,
         input: str | Messages,
-        response_format: Any,
+        response_format: Any = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
         seed: int | None = None,
         timeout: float = 60.0,
         extra: dict[str, Any] | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: Any = None,
         partial_strings: bool = False,
         resumable: bool | Reconnect = False,
     ) -> Iterator[PatchEvent] | Iterator[Event]:
@@ -909,6 +953,8 @@ class Client(_BaseClient):
             extra=extra,
             partial_strings=partial_strings,
             resumable=resumable is not False,
+            tools=tools,
+            tool_choice=tool_choice,
         )
         if self.in_process:
             return self._loop_thread().iterate(self._engine_events(body, partial_strings))
@@ -922,13 +968,15 @@ class Client(_BaseClient):
         *,
         model: str,
         input: str | Messages,
-        response_format: Any,
+        response_format: Any = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
         seed: int | None = None,
         timeout: float = 60.0,
         extra: dict[str, Any] | None = None,
         resumable: bool | Reconnect = False,
+        tools: Sequence[Any] | None = None,
+        tool_choice: Any = None,
         **more: Any,
     ) -> Any:
         """The whole result; same arguments and errors as `AsyncClient.generate`."""
@@ -942,11 +990,13 @@ class Client(_BaseClient):
             timeout=timeout,
             extra={**(extra or {}), **more},
             resumable=resumable,
+            tools=tools,
+            tool_choice=tool_choice,
         )
         last: PatchEvent | None = None
         for last in events:  # noqa: B007 - the last event holds the document
             pass
-        return _result(last, response_format)
+        return _result(last, response_format, tools)
 
     def _http_events(
         self,

@@ -225,7 +225,7 @@ class PatchEmitter:
         try:
             self._send(data)
         except _TOKENIZER_ERRORS as exc:
-            self._fail_tokenize(exc, data)
+            self._fail_tokenize(exc, data, text, chunk)
         self._offset += len(data)
         ops = self._ops() if self._events else []
         if self._partial and (ops or self._in_string):
@@ -336,14 +336,17 @@ class PatchEmitter:
         name = "vertical tab" if data[at] == 0x0B else "form feed"
         self._fail(f"invalid JSON at byte {offset}: a raw {name} is not allowed", offset)
 
-    def _fail_tokenize(self, exc: Exception, piece: bytes) -> NoReturn:
-        """Report yajl's error on `piece`, the bytes after the first `self._offset`."""
+    def _fail_tokenize(
+        self, exc: Exception, piece: bytes, text: str = "", chunk: bytes = b""
+    ) -> NoReturn:
+        """Report yajl's error on `piece`, the bytes after the first `self._offset`
+        (ending with `chunk`, the last chunk fed, which is `text` encoded)."""
         found = _yajl_error_offset(exc, piece)
         offset = self._offset + (len(piece) if found is None else found)
         ops = self._ops() if self._events else []  # completed before the bad byte
         if self._partial:
             self._in_string = False  # nothing goes on after the error
-            ops = self._with_partials(ops)
+            ops = self._with_partials(ops, text, chunk)
         self._fail(f"invalid JSON at byte {offset}: {_reason(exc)}", offset, ops)
 
     def close(self) -> list[Op]:

@@ -83,11 +83,12 @@ class Document:
     `value` is the live document: read it, do not change it.
     """
 
-    __slots__ = ("_ops", "value")
+    __slots__ = ("_ops", "_tools", "value")
 
     def __init__(self) -> None:
         self.value: Any = None
         self._ops: list[tuple[str, Any]] = []  # (path, value) of every op applied
+        self._tools: dict[str, str] = {}  # tool name of each call, by its index token
 
     def apply(self, op: dict[str, Any]) -> PatchEvent:
         """Check and apply one `add` op; return its event.
@@ -116,7 +117,15 @@ class Document:
         else:
             self.value = apply_add(self.value, path, value)
             self._ops.append((path, value))
-        return PatchEvent(op, self, len(self._ops))
+        tool = self._tool(path, value) if path.startswith("/tool_calls/") else None
+        return PatchEvent(op, self, len(self._ops), tool)
+
+    def _tool(self, path: str, value: Any) -> str | None:
+        """The tool name of the call at `path` as of this op (a name op sets it)."""
+        index, _, rest = path[12:].partition("/")
+        if rest == "name" and isinstance(value, str):
+            self._tools[index] = value
+        return self._tools.get(index)
 
     def snapshot_after(self, count: int) -> Any:
         """An independent copy of the document after its first `count` ops.
@@ -148,23 +157,34 @@ class PatchEvent:
             Built on first read (O(document size)) and cached: every read returns
             the same object. Later ops never change it, so stashing events is safe.
 
+    With tools (the document is the assistant message, docs/tools.md):
+
+        call: the index of the tool call the op belongs to (`/tool_calls/N/...`),
+            else None.
+        tool: that call's tool name. The name's own op comes before the call's
+            first argument, so every argument's event knows its tool.
+        argument: the op's place inside the call's arguments, like `field`:
+            `"order_id"`, `"items/0"`; `""` for the arguments object; else None.
+
     Events are immutable: setting an attribute raises `AttributeError`.
     """
 
-    __slots__ = ("_count", "_doc", "_snapshot", "op")
+    __slots__ = ("_count", "_doc", "_snapshot", "_tool", "op")
 
     op: dict[str, Any]
     _doc: Document
     _count: int
     _snapshot: Any
+    _tool: str | None
 
     _UNSET: Any = object()
 
-    def __init__(self, op: dict[str, Any], doc: Document, count: int):
+    def __init__(self, op: dict[str, Any], doc: Document, count: int, tool: str | None = None):
         object.__setattr__(self, "op", op)
         object.__setattr__(self, "_doc", doc)
         object.__setattr__(self, "_count", count)
         object.__setattr__(self, "_snapshot", PatchEvent._UNSET)
+        object.__setattr__(self, "_tool", tool)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("PatchEvent is immutable")
@@ -191,6 +211,33 @@ class PatchEvent:
     def keys(self) -> tuple[str, ...]:
         """The unescaped path tokens: `("a/b", "0")` for `"/a~1b/0"`; O(path length)."""
         return pointer.split(self.path)
+
+    @property
+    def call(self) -> int | None:
+        """The index of the tool call this op belongs to, or None (see the class)."""
+        path = self.path
+        if not path.startswith("/tool_calls/"):
+            return None
+        index = path[12:].split("/", 1)[0]
+        return int(index) if index.isascii() and index.isdigit() else None
+
+    @property
+    def tool(self) -> str | None:
+        """The name of the tool this op's call calls, once its name op has arrived."""
+        return self._tool
+
+    @property
+    def argument(self) -> str | None:
+        """Where in its call's arguments this op adds (`"order_id"`), `""` for the
+        arguments object itself, None for ops outside a call's arguments."""
+        index = self.call
+        if index is None:
+            return None
+        prefix = f"/tool_calls/{index}/arguments"
+        path = self.path
+        if path == prefix:
+            return ""
+        return path[len(prefix) + 1 :] if path.startswith(prefix + "/") else None
 
     @property
     def is_leaf(self) -> bool:

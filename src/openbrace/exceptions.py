@@ -142,16 +142,25 @@ class PatchStreamError(OpenBraceError, RuntimeError):
     As in the dottxt SDK (whose `PatchStreamError` is a `RuntimeError`), `body` is the
     response body as text; `error` is its OpenAI-shaped `{"error": {...}}` object
     parsed, when it is one (else None); pass `error` when it is already at hand.
+    In-process (`in_process=True`) no HTTP was spoken, so the message does not name
+    a status; `status_code` still says what a server would have answered.
     In-process, `from_request_error` builds it from the server-side refusal itself.
     """
 
-    def __init__(self, status_code: int, body: Any, *, error: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        status_code: int,
+        body: Any,
+        *,
+        error: dict[str, Any] | None = None,
+        in_process: bool = False,
+    ):
         self.status_code = status_code
         self.body = body
         self.error: dict[str, Any] | None = _error_object(body) if error is None else error
         message = self.error.get("message") if self.error else None
-        text = body if isinstance(body, str) else repr(body)
-        super().__init__(f"HTTP {status_code}: {message or text[:500]}")
+        text = message or (body if isinstance(body, str) else repr(body))[:500]
+        super().__init__(text if in_process else f"HTTP {status_code}: {text}")
 
     @classmethod
     def from_request_error(cls, exc: RequestError) -> PatchStreamError:
@@ -162,7 +171,7 @@ class PatchStreamError(OpenBraceError, RuntimeError):
         """
         error = exc.to_error()
         body = json.dumps({"error": error}, ensure_ascii=False)
-        return cls(exc.status, body, error=error)
+        return cls(exc.status, body, error=error, in_process=True)
 
 
 def _error_object(body: Any) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from rich import box
@@ -159,7 +159,11 @@ class LiveView:
 
     def _footer(self) -> Text:
         elapsed = ((self._ended or time.perf_counter()) - self._start) * 1000
-        marks = {"generating": ("●", "yellow"), "done": ("✓", "green")}
+        marks = {
+            "loading model": ("◌", "cyan"),
+            "generating": ("●", "yellow"),
+            "done": ("✓", "green"),
+        }
         mark, style = marks.get(self._status, ("✗", "red"))
         text = Text.assemble((f"{mark} {self._status}", f"bold {style}"), f"  {elapsed:.0f} ms")
         text.append(f" · {self.ops} ops")
@@ -168,16 +172,27 @@ class LiveView:
         return text
 
     async def run(
-        self, events: AsyncIterator[PatchEvent] | AsyncIterator[PatchEvent | TextEvent]
+        self,
+        events: AsyncIterator[PatchEvent] | AsyncIterator[PatchEvent | TextEvent],
+        *,
+        loading: Awaitable[Any] | None = None,
     ) -> Any:
         """Draw `events` live until the stream ends; returns the final document.
 
-        An error from the stream is re-raised after the last frame shows it.
+        `loading` (the model loading, say) is awaited first under a "loading model"
+        status; the generation's clock starts after it. Every frame is rendered anew
+        (`get_renderable`), so the clock moves while nothing arrives. An error from
+        the stream is re-raised after the last frame shows it.
         """
         self._start = time.perf_counter()
         last: PatchEvent | None = None
-        with Live(self.render(), console=self._console, refresh_per_second=20) as live:
+        live = Live(console=self._console, refresh_per_second=20, get_renderable=self.render)
+        with live:
             try:
+                if loading is not None:
+                    self._status = "loading model"
+                    await loading
+                    self._status, self._start = "generating", time.perf_counter()
                 async for event in events:
                     self.add(event, (time.perf_counter() - self._start) * 1000)
                     if isinstance(event, PatchEvent):

@@ -27,6 +27,7 @@ from typing import Any, Literal
 from . import schema as schemas
 from .engines.base import GenerationRequest
 from .exceptions import InvalidSchemaError, RequestError
+from .tools import TOOL_FIELDS, parse_tool_fields
 
 __all__ = ["ChatPlan", "Mode", "StreamOptions", "parse_chat"]
 
@@ -47,6 +48,7 @@ _KNOWN = frozenset(
         "max_completion_tokens",
         "seed",
         "stop",
+        *TOOL_FIELDS,
     }
 )
 _PATCH_ONLY_OPTIONS = ("partial_strings", "resumable")
@@ -96,15 +98,21 @@ def parse_chat(body: bytes | Mapping[str, Any]) -> ChatPlan:
     fields = _load(body) if isinstance(body, bytes | bytearray) else _object(body)
     mode = _mode(fields.get("stream"))
     schema = _schema(fields.get("response_format"))
-    if mode == "patch" and schema is None:
+    messages = _messages(fields.get("messages"))
+    tools = parse_tool_fields(fields, messages)
+    if mode == "patch" and schema is None and not tools.tools:
         raise _bad(
-            'stream "patch" needs a response_format of type "json_schema" or "json_object"',
+            'stream "patch" needs a response_format of type "json_schema" or "json_object", '
+            "or tools",
             "response_format",
         )
     request = GenerationRequest(
         model=_model(fields.get("model")),
-        messages=_messages(fields.get("messages")),
+        messages=messages,
         schema=schema,
+        tools=tools.tools,
+        tool_choice=tools.tool_choice,
+        parallel_tool_calls=tools.parallel_tool_calls,
         temperature=_number(fields, "temperature", 0.0, 2.0),
         top_p=_number(fields, "top_p", 0.0, 1.0),
         max_tokens=_max_tokens(fields),

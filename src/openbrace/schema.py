@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 import inspect
 import json
@@ -204,7 +205,7 @@ def check(schema: Any) -> None:
         where = jsonpointer.from_path(path)
         raise InvalidSchemaError(
             f"invalid JSON Schema at {where or '(root)'}, keyword {keyword!r}: "
-            f"{one_line(error.message)}",
+            f"{one_line(error.message)}{_did_you_mean(keyword, error.instance)}",
             pointer=where,
             keyword=str(keyword),
         )
@@ -213,6 +214,22 @@ def check(schema: Any) -> None:
         _CHECKED[key] = None
         if len(_CHECKED) > _CHECKED_MAX:
             _CHECKED.popitem(last=False)
+
+
+_TYPES = ("string", "number", "integer", "object", "array", "boolean", "null")
+
+
+def _did_you_mean(keyword: Any, value: Any) -> str:
+    """`; did you mean 'string'?` for a misspelt type name (`"strin"`), else ''."""
+    if keyword != "type":
+        return ""
+    names = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    for name in names:
+        if isinstance(name, str) and name not in _TYPES:
+            close = difflib.get_close_matches(name.lower(), _TYPES, n=1, cutoff=0.6)
+            if close:
+                return f"; did you mean {close[0]!r}?"
+    return ""
 
 
 # Meta-schema validation costs milliseconds (Draft 2020-12's $dynamicRef is slow in

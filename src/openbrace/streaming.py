@@ -14,6 +14,21 @@ ops, in the order the emitter gives them.
 
 Errors raised before the first delta (an unsupported schema, an unknown model)
 propagate as exceptions, so the server can still answer with a 4xx status.
+
+With tools (whatever the tool_choice), the document is the assistant
+message, built by `MessageOps` (docs/tools.md, "Patch mode"):
+
+    {"op": "add", "path": "", "value": {}}
+    {"op": "add", "path": "/content", "value": "Let me look."}   text, whole, if any
+    {"op": "add", "path": "/tool_calls", "value": []}
+    {"op": "add", "path": "/tool_calls/0", "value": {}}
+    {"op": "add", "path": "/tool_calls/0/id", "value": "call_..."}
+    {"op": "add", "path": "/tool_calls/0/name", "value": "lookup"}   before any argument
+    {"op": "add", "path": "/tool_calls/0/arguments", "value": {}}
+    {"op": "add", "path": "/tool_calls/0/arguments/order_id", "value": "A-17"}
+
+Each call's arguments go through their own `PatchEmitter`, so every argument is
+one `add` at its earliest byte, exactly as a `response_format` document's fields.
 """
 
 from __future__ import annotations
@@ -24,7 +39,7 @@ from contextlib import aclosing
 from typing import Any
 
 from .emitter import PatchEmitter
-from .engines.base import Engine, Finish, GenerationRequest
+from .engines.base import Engine, Finish, GenerationRequest, Item
 from .events import apply_add
 from .exceptions import (
     InvalidOutputError,
@@ -35,7 +50,7 @@ from .exceptions import (
     StreamError,
 )
 
-__all__ = ["Record", "patch_records"]
+__all__ = ["MessageOps", "Record", "patch_records"]
 
 Record = dict[str, Any]
 log = logging.getLogger("openbrace")
@@ -51,12 +66,19 @@ async def patch_records(
         first = await deltas.__anext__()  # pre-stream errors propagate from here
     except StopAsyncIteration:
         first = Finish()
+    if request.tools:
+        async with aclosing(deltas):  # type: ignore[type-var]
+            async for record in _message_records(deltas, first, request, partial_strings):
+                yield record
+        return
     async with aclosing(deltas):  # type: ignore[type-var]
         emitter = PatchEmitter(partial_strings=partial_strings)
         document: Any = None
         try:
             item = first
             while not isinstance(item, Finish):
+                if not isinstance(item, str):
+                    raise InvalidOutputError("the model called a tool, but calls are not allowed")
                 for record in emitter.feed(item):
                     if "op" in record:
                         document = apply_add(document, record["path"], _fresh(record["value"]))
@@ -114,3 +136,215 @@ def _fresh(value: Any) -> Any:
     if isinstance(value, list) and not value:
         return []
     return value
+
+
+async def _message_records(
+    deltas: AsyncIterator[Item], first: Item, request: GenerationRequest, partial_strings: bool
+) -> AsyncIterator[Record]:
+    """`patch_records` for a request with tools: the assistant message as ops."""
+    message = MessageOps(request, partial_strings=partial_strings)
+    try:
+        item = first
+        while not isinstance(item, Finish):
+            for op in message.feed(item):
+                yield op
+            item = await deltas.__anext__()
+        for op in message.close(item):
+            yield op
+    except StreamError as exc:
+        for op in getattr(exc, "ops", ()):
+            yield op
+        yield exc.to_record()
+        return
+    except StopAsyncIteration:
+        yield ServerError("the engine ended without a finish reason").to_record()
+        return
+    except Exception:
+        log.exception("generation failed mid-stream")
+        yield ServerError("internal error while generating").to_record()
+        return
+    yield {"done": {"finish_reason": item.reason, "usage": item.usage.to_dict()}}
+
+
+class MessageOps:
+    """Text and tool-call deltas -> the ops of the assistant message (module docstring).
+
+    Content is added whole when it ends (at the first call, or at the finish); each
+    call opens with its id and name, then its arguments stream through a
+    `PatchEmitter` under `/tool_calls/N/arguments`. Each call's arguments are checked
+    against its tool's schema when the call ends (an upstream is not constrained):
+    `InvalidOutputError` carrying the ops completed before the fault.
+
+    With `partial_strings`, content text and the arguments' string values also come
+    as partial records (`/content`, `/tool_calls/N/arguments/...`) as they are written.
+    """
+
+    def __init__(self, request: GenerationRequest, *, partial_strings: bool = False) -> None:
+        self._request = request
+        self._partial = partial_strings
+        self._tools = {tool.name: tool for tool in request.tools}
+        self._opened = False
+        self._content: list[str] = []
+        self._calls: list[_CallOps] = []
+
+    def feed(self, item: Item) -> list[Record]:
+        """The ops `item` (text or a `ToolCallDelta`) completed."""
+        ops = self._open()
+        if isinstance(item, str):
+            if item and self._calls:
+                raise InvalidOutputError("the model wrote text after a tool call")
+            self._content.append(item)
+            if self._partial and item:
+                ops.append({"partial": {"path": "/content", "text": item}})
+            return ops
+        if isinstance(item, Finish):
+            return ops
+        ops += self._flush_content()
+        if not self._calls:
+            ops.append({"op": "add", "path": "/tool_calls", "value": []})
+        if item.index == len(self._calls):
+            if self._calls:
+                ops += self._end(self._calls[-1])
+            self._calls.append(_CallOps(item.index, self._partial))
+        elif item.index != len(self._calls) - 1:
+            raise InvalidOutputError(f"tool call {item.index} arrived out of order")
+        call = self._calls[-1]
+        call.id = call.id or item.id
+        call.name += item.name or ""
+        if item.arguments:
+            ops += self._guarded(call, call.feed, item.arguments)
+        return ops
+
+    def close(self, finish: Finish) -> list[Record]:
+        """The last ops, after the engine's `Finish`; raises if the message is unusable."""
+        ops = self._open()
+        if not self._calls:
+            ops += self._flush_content(always=True)
+            return ops
+        return ops + self._end(self._calls[-1], finish)
+
+    def _open(self) -> list[Record]:
+        if self._opened:
+            return []
+        self._opened = True
+        return [{"op": "add", "path": "", "value": {}}]
+
+    def _flush_content(self, *, always: bool = False) -> list[Record]:
+        text = "".join(self._content)
+        self._content = []
+        if not text and not always:
+            return []
+        if self._request.schema is not None:
+            _check_content(text, self._request.schema)
+        return [{"op": "add", "path": "/content", "value": text}]
+
+    def _end(self, call: _CallOps, finish: Finish | None = None) -> list[Record]:
+        ops = self._guarded(call, call.close, finish)
+        tool = self._tools.get(call.name)
+        if tool is None:
+            raise InvalidOutputError(
+                f"tool call {call.index} names {call.name!r}, which is not one of the tools"
+            )
+        problem = _violation(call.arguments, tool.parameters)
+        if problem is not None:
+            raise InvalidOutputError(
+                f"tool call {call.index} ({call.name}): the arguments do not match the "
+                f"tool's schema: {problem}",
+                ops=ops,
+            )
+        return ops
+
+    def _guarded(self, call: _CallOps, step: Any, arg: Any) -> list[Record]:
+        try:
+            return list(step(arg))
+        except InvalidOutputError as exc:
+            exc.ops = call.prefix(exc.ops)
+            exc.message = f"tool call {call.index} ({call.name}): {exc.message}"
+            exc.args = (exc.message,)
+            raise
+
+
+class _CallOps:
+    """One call: its id and name, then its arguments' ops under `/tool_calls/N/arguments`."""
+
+    def __init__(self, index: int, partial_strings: bool = False) -> None:
+        self.index = index
+        self.id: str | None = None
+        self.name = ""
+        self.arguments: Any = None  # the arguments document, built from the ops
+        self._emitter = PatchEmitter(partial_strings=partial_strings)
+        self._base = f"/tool_calls/{index}"
+        self._head_sent = False
+        self._fed = False
+
+    def feed(self, text: str) -> list[Record]:
+        head = self._head()
+        self._fed = True
+        return head + self.prefix(self._emitter.feed(text))
+
+    def close(self, finish: Finish | None) -> list[Record]:
+        head = self._head()
+        if not self._fed:  # no arguments text at all (some servers): an empty object
+            self._fed = True
+            ops = self._emitter.feed("{}")
+            return head + self.prefix(ops + self._emitter.close())
+        try:
+            ops = self._emitter.close()
+        except InvalidOutputError:
+            if finish is not None and finish.reason == "length":
+                raise LengthError(
+                    "max_tokens ran out before the tool call's arguments closed", code="max_tokens"
+                ) from None
+            raise
+        return head + self.prefix(ops)
+
+    def _head(self) -> list[Record]:
+        if self._head_sent:
+            return []
+        from .tools import new_call_id
+
+        self._head_sent = True
+        self.id = self.id or new_call_id()
+        base = self._base
+        return [
+            {"op": "add", "path": base, "value": {}},
+            {"op": "add", "path": f"{base}/id", "value": self.id},
+            {"op": "add", "path": f"{base}/name", "value": self.name},
+        ]
+
+    def prefix(self, ops: list[Record]) -> list[Record]:
+        out: list[Record] = []
+        base = f"{self._base}/arguments"
+        for op in ops:
+            if "partial" in op:
+                partial = op["partial"]
+                out.append({"partial": {"path": base + partial["path"], "text": partial["text"]}})
+                continue
+            path = op["path"]
+            if path == "" and not isinstance(op["value"], dict):
+                raise InvalidOutputError("the arguments of a tool call must be a JSON object")
+            self.arguments = apply_add(self.arguments, path, _fresh(op["value"]))
+            out.append({"op": "add", "path": base + path, "value": op["value"]})
+        return out
+
+
+def _violation(document: Any, schema: dict[str, Any]) -> str | None:
+    from .validation import first_violation
+
+    try:
+        return first_violation(document, schema)
+    except InvalidSchemaError as exc:
+        raise InvalidRequestError(exc.message, code="invalid_schema") from None
+
+
+def _check_content(text: str, schema: dict[str, Any]) -> None:
+    """With a response_format too, text content must be a document of that schema."""
+    import json
+
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise InvalidOutputError("the content is not JSON, as the response_format asks") from None
+    problem = _violation(document, schema)
+    if problem is not None:
+        raise InvalidOutputError(f"the content does not match the schema: {problem}")

@@ -39,3 +39,10 @@ def test_configuration_order(monkeypatch):
         Client(base_url="http://127.0.0.1:9", patch="proxy")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="framing must be"):
         Client(framing="xml")  # type: ignore[arg-type]
+
+
+def test_a_base_url_without_a_scheme_means_http() -> None:
+    assert Client(base_url="127.0.0.1:9/v1").base_url == "http://127.0.0.1:9/v1"
+    assert AsyncClient(base_url="https://example.invalid/v1/").base_url == (
+        "https://example.invalid/v1"
+    )

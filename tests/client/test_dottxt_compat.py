@@ -24,7 +24,12 @@ from tests.client.replay import OPS, ask
     ],
 )
 def test_signatures_accept_every_dottxt_call(ours, theirs):
-    """Every parameter of dottxt 0.3 exists here, callable the same way, same default."""
+    """Every parameter of dottxt 0.3 exists here, callable the same way, same default.
+
+    One widening: a required parameter of theirs may be optional here
+    (`response_format` defaults to None, since tools alone are enough); every call
+    written for dottxt still works.
+    """
     import inspect
 
     dottxt = pytest.importorskip("dottxt")
@@ -34,7 +39,8 @@ def test_signatures_accept_every_dottxt_call(ours, theirs):
             assert any(p.kind is p.VAR_KEYWORD for p in mine.values()), name
             continue
         assert name in mine, f"{ours} lacks {name!r}"
-        assert mine[name].default == param.default, name
+        widened = param.default is param.empty and mine[name].default is None
+        assert widened or mine[name].default == param.default, name
         if param.kind is param.KEYWORD_ONLY:
             assert mine[name].kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD), name
 

@@ -145,28 +145,3 @@ def test_in_process_chat_and_models_are_the_openai_sdk():
             return [m.id for m in (await client.models.list()).data]
 
     assert asyncio.run(main()) == ["mock-1", "mock-2"]
-
-
-# --- the README example, on the real embedded model ----------------------------------------
-
-
-@pytest.mark.model
-def test_readme_api_example_runs(local_engine, monkeypatch, capsys, tmp_path):
-    """The example in README's API section runs as written, in-process on the real model."""
-    import ast
-    import re
-    import runpy
-    from pathlib import Path
-
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    section = readme.split("<!-- section: api (core) -->", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    for name in ("OPENBRACE_BASE_URL", "DOTTXT_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    script = tmp_path / "readme_example.py"
-    script.write_text(code)
-    runpy.run_path(str(script), run_name="readme_example")  # in sys.modules while it runs
-    lines = capsys.readouterr().out.splitlines()
-    assert re.fullmatch(r"route to the (billing|technical|account) queue", lines[0])
-    document = ast.literal_eval(lines[-1])
-    assert list(document) == ["intent", "urgency", "reply"]

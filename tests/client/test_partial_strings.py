@@ -151,3 +151,27 @@ def test_text_events_are_immutable_and_compare_by_content() -> None:
     with pytest.raises(AttributeError):
         event.text = "x"  # type: ignore[misc]
     assert repr(event) == "TextEvent(field='a~1b', text='b')"
+
+
+@pytest.mark.parametrize("framing", ["ndjson", "sse"])
+def test_partial_records_nobody_asked_for_are_ignored(framing: Any) -> None:
+    """A server that sends partial records anyway changes nothing for a client that
+    did not ask: the same PatchEvents, no TextEvent."""
+    from openbrace import PatchEmitter, wire
+    from openbrace.client import _PatchDecoder
+
+    emitter = PatchEmitter(partial_strings=True)
+    records = [r for piece in PIECES for r in emitter.feed(piece)] + emitter.close()
+    records.append({"done": {"finish_reason": "stop", "usage": {}}})
+    ids = wire.OpIds()
+    data = b"".join(
+        wire.encode_sse(r, ids.number(r).id) if framing == "sse" else wire.encode_ndjson(r)
+        for r in records
+    )
+    for partial_strings in (False, True):
+        decoder = _PatchDecoder(framing, partial_strings)
+        events = [*decoder.feed(data), *decoder.close()]
+        if partial_strings:
+            check(events)
+        else:
+            assert [e.op for e in events] == [r for r in records if "op" in r]

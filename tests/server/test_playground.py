@@ -19,22 +19,14 @@ import jsonschema
 import pytest
 
 from openbrace import apply_add
+from tests.support.browser import ARGS as CHROMIUM_ARGS
+from tests.support.browser import require_chromium
 from tests.support.loopback import wait_until
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
+CHROMIUM = require_chromium()  # else the module is skipped, with one line saying how to enable
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's chromium at /usr/bin/chromium (`make test` installs it)",
-    ),
-]
+pytestmark = pytest.mark.browser
 
 # Reads the form as a person sees it: each field in document order, with its value.
 READ_FORM = """() => [...document.querySelectorAll('#form [data-path]')].map((f) => {
@@ -54,7 +46,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 

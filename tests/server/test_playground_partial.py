@@ -13,16 +13,13 @@ from typing import Any
 import pytest
 
 from tests.server import test_playground as playground
-from tests.server.test_playground import CHROMIUM, save_screenshot
+from tests.server.test_playground import save_screenshot  # skips this module without Chromium
 
 # The same fixtures: a Chromium per module, a fresh page that may only reach the server.
 browser = playground.browser
 page = playground.page
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium"),
-]
+pytestmark = pytest.mark.browser
 
 # Long enough (hundreds of characters, seconds of writing) to watch it grow.
 SCHEMA = {
@@ -104,3 +101,22 @@ def test_the_reply_grows_before_it_completes(page: Any, tmp_path: Path) -> None:
     assert "".join(text for path, text, _ in partials if path == "/reply") == document["reply"]
     assert int(page.inner_text("#m-partials")) == len(partials)
     assert typing_shot.stat().st_size > 10_000
+
+
+def test_a_string_stopped_mid_way_is_marked_cut_off(page: Any) -> None:
+    states = page.evaluate(
+        """() => {
+          const view = new window.openbracePlayground.FormView(document.querySelector('#form'));
+          view.render({type: 'object', properties: {a: {type: 'string'}, b: {type: 'string'}}});
+          const state = (p) => document.querySelector(`#form [data-path="${p}"]`).dataset.state;
+          const value = (p) => document.querySelector(`#form [data-path="${p}"] .value`).value;
+          view.apply({op: 'add', path: '', value: {}}, 0, 0);
+          view.type('/a', 'Hel'); view.type('/a', 'lo');
+          view.type('/b', 'wor');
+          const typing = [state('/a'), value('/a'), state('/b')];
+          view.apply({op: 'add', path: '/a', value: 'Hello'}, 5, 1);
+          view.finish();  // the stream stopped: b never got its op
+          return [...typing, state('/a'), value('/a'), state('/b'), value('/b')];
+        }"""
+    )
+    assert states == ["typing", "Hello", "typing", "filled", "Hello", "cut", "wor"]

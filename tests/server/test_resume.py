@@ -233,7 +233,9 @@ def test_metrics_count_resumes(server: LoopbackServer) -> None:
     stream_id, _ = start_and_drop(server.url, "ndjson", 2)
     resume(server.url, stream_id, "ndjson", 1)
     resume(server.url, stream_id, "sse", 1)
-    assert wait_until(lambda: metric_with_key(server.url, "openbrace_resumes_served_total") == before + 2)
+    assert wait_until(
+        lambda: metric_with_key(server.url, "openbrace_resumes_served_total") == before + 2
+    )
 
 
 def metric_with_key(url: str, name: str) -> float:

@@ -1,7 +1,7 @@
 """Security: keys, secrets in logs and errors, size limits, CORS.
 
 Servers run on a real uvicorn on loopback; the upstream is the scripted stand-in
-for a GPU cluster (`tests.support.upstream`). The README's "Threat model" section
+for a GPU cluster (`tests.support.upstream`). docs/threat-model.md
 says what these tests protect and what they do not.
 """
 

@@ -30,9 +30,7 @@ def require_redis() -> str:
     """The path of `redis-server`, or skip the test saying how to get it."""
     path = shutil.which("redis-server")
     if path is None:
-        pytest.skip(
-            "redis-server is not installed (make system-deps, or apt-get install redis-server)"
-        )
+        pytest.skip("redis-server is not installed (sudo make system-deps installs it)")
     return path
 
 

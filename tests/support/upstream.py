@@ -45,6 +45,11 @@ Faults (`Script.fault`), each striking after `fault_after` content chunks:
 Text that is not JSON, or JSON that breaks the schema, is not a transport fault
 but content: script it with `Script.from_text("Sure! Here it is...")`.
 
+Tool calls: `Script.from_tool_calls([("lookup", {"order_id": "A-17"})])` replays
+OpenAI's `delta.tool_calls` chunks (id, type and name first, then the arguments'
+JSON text in token-sized pieces) and finishes with `"tool_calls"`; pass the
+arguments as a string to script text that is not JSON.
+
 Because `send` waits while the socket is full, `chunks_sent` stops growing when
 the consumer stops reading: that is how tests observe backpressure.
 """
@@ -94,7 +99,8 @@ class Script:
     """A recorded token stream and how to replay it.
 
     Attributes:
-        chunks: the content deltas, in order; their concatenation is the reply.
+        chunks: the content deltas, in order; their concatenation is the reply. A dict
+            is sent as the whole `delta` (tool-call chunks).
         interval: seconds between chunks (0 sends as fast as the socket takes them).
         fault: how to misbehave, or None (see the module docstring).
         fault_after: content chunks sent before the fault strikes.
@@ -105,7 +111,7 @@ class Script:
         prompt_tokens: reported in `usage`.
     """
 
-    chunks: tuple[str, ...]
+    chunks: tuple[str | dict[str, Any], ...]
     interval: float = 0.0
     fault: Fault | None = None
     fault_after: int = 0
@@ -125,10 +131,25 @@ class Script:
         """A script whose reply is `json.dumps(document)` (non-ASCII kept as is)."""
         return cls.from_text(json.dumps(document, indent=indent, ensure_ascii=False), **options)
 
+    @classmethod
+    def from_tool_calls(cls, calls: list[tuple[str, Any]], **options: Any) -> Script:
+        """A script that calls tools: `(name, arguments)` pairs, arguments as a JSON
+        document (serialized compactly) or as the raw text to send."""
+        chunks: list[str | dict[str, Any]] = []
+        for i, (name, arguments) in enumerate(calls):
+            text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+            head = {"index": i, "id": f"call_{i}", "type": "function"}
+            chunks.append({"tool_calls": [{**head, "function": {"name": name, "arguments": ""}}]})
+            chunks += [
+                {"tool_calls": [{"index": i, "function": {"arguments": piece}}]}
+                for piece in tokenize(text)
+            ]
+        return cls(chunks=tuple(chunks), **{"finish_reason": "tool_calls", **options})
+
     @property
     def text(self) -> str:
-        """The whole reply."""
-        return "".join(self.chunks)
+        """The whole reply (its content; tool-call chunks have none)."""
+        return "".join(c for c in self.chunks if isinstance(c, str))
 
 
 @dataclass
@@ -306,7 +327,8 @@ class ScriptedUpstream:
             delay = start + i * script.interval - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await _event(send, _chunk(chunk_id, model, {"content": text}))
+            delta = {"content": text} if isinstance(text, str) else text
+            await _event(send, _chunk(chunk_id, model, delta))
             log.send_times.append(time.perf_counter())
             log.chunks_sent += 1
         if script.fault is not None:

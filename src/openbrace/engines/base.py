@@ -4,6 +4,11 @@ An engine only produces text. `generate(request)` is an async iterator of `str`
 deltas that ends with exactly one `Finish` item carrying the finish reason and the
 token usage. Turning text into ops is the `PatchEmitter`'s job, never the engine's.
 
+When the request has tools, the model may answer with calls instead: the engine
+then yields `ToolCallDelta`s (OpenAI's `delta.tool_calls[i]`: id and name first,
+then the arguments' JSON text in pieces, calls numbered from 0 in order) and ends
+with `Finish(reason="tool_calls")`. Text before the first call is content.
+
 Contract:
 
 - `generate` must be cancellable at every `await`: when the consumer stops
@@ -19,11 +24,12 @@ Contract:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 from ..exceptions import EngineRequestError, EngineUnavailableError
+from ..tools import ToolCallDelta, ToolChoice, ToolSpec
 
 __all__ = [
     "Engine",
@@ -32,12 +38,17 @@ __all__ = [
     "Finish",
     "FinishReason",
     "GenerationRequest",
+    "Item",
     "MockEngine",
     "ModelInfo",
+    "ToolCallDelta",
     "Usage",
+    "unknown_model_error",
 ]
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
+Item = Union[str, ToolCallDelta, "Finish"]
+"""What `Engine.generate` yields: text, pieces of tool calls, then one `Finish`."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,10 @@ class GenerationRequest:
     "any JSON value", or None for free text (plain chat completions). `extra`
     holds unknown body fields: an upstream engine forwards them, the local engine
     refuses them.
+
+    `tools` are the functions the model may call (`openbrace.tools.ToolSpec`,
+    parameters normalised); with none, everything is as if tools did not exist.
+    `tool_choice` is "none", "auto", "required" or a `ForcedTool`.
     """
 
     model: str
@@ -90,6 +105,14 @@ class GenerationRequest:
     seed: int | None = None
     stop: list[str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice = "auto"
+    parallel_tool_calls: bool = True
+
+    @property
+    def calls_allowed(self) -> bool:
+        """Whether the model may answer with tool calls."""
+        return bool(self.tools) and self.tool_choice != "none"
 
 
 class Engine:
@@ -99,15 +122,15 @@ class Engine:
         """The models this engine serves; the first is the default."""
         raise NotImplementedError
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[str | Finish]:
-        """Text deltas for `request`, then one `Finish`. See the module docstring."""
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Item]:
+        """Text deltas (or tool-call deltas) for `request`, then one `Finish`; see above."""
         raise NotImplementedError
 
     async def aclose(self) -> None:
         """Release resources (connections, model memory). Idempotent."""
 
 
-Handler = Callable[[GenerationRequest], AsyncIterator["str | Finish"]]
+Handler = Callable[[GenerationRequest], AsyncIterator[Item]]
 
 
 class MockEngine(Engine):
@@ -128,5 +151,17 @@ class MockEngine(Engine):
     async def models(self) -> list[ModelInfo]:
         return [ModelInfo(id) for id in self._model_ids]
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[str | Finish]:
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Item]:
         return self._handler(request)
+
+
+def unknown_model_error(model: str, available: Sequence[str]) -> EngineRequestError:
+    """The one refusal of an unknown model id (404), in-process and through a server alike."""
+    shown = model if len(model) <= 100 else model[:97] + "..."
+    listed = ", ".join(repr(i) for i in available[:20]) or "none"
+    return EngineRequestError(
+        f"model {shown!r} not found; available: {listed}",
+        status=404,
+        param="model",
+        code="model_not_found",
+    )

@@ -27,6 +27,11 @@ Failures map onto the engine contract (`openbrace.engines.base`):
 
 Closing the generator early closes the upstream HTTP response, and with it the
 connection, so the upstream stops generating.
+
+Tools pass through (`tools`, `tool_choice`, `parallel_tool_calls`); the upstream's
+`delta.tool_calls` become `ToolCallDelta`s. A call's arguments are checked when
+the call ends: text that is not JSON, or breaks the tool's schema, or a call to a
+tool that was not offered, ends the stream with `InvalidOutputError`.
 """
 
 from __future__ import annotations
@@ -43,13 +48,16 @@ import anyio
 import httpx
 
 from .. import wire
-from ..exceptions import StreamTimeoutError, UpstreamError
+from ..exceptions import InvalidOutputError, StreamTimeoutError, UpstreamError
+from ..tools import CallBuilder, ToolCallDelta, arguments_json, openai_tool_choice, openai_tools
+from ..validation import first_violation
 from .base import (
     Engine,
     EngineRequestError,
     EngineUnavailableError,
     Finish,
     GenerationRequest,
+    Item,
     ModelInfo,
     Usage,
 )
@@ -163,8 +171,16 @@ class UpstreamEngine(Engine):
             ) from None
         return found
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[str | Finish]:
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Item]:
         """Text deltas from the upstream, then one `Finish`. See the module docstring."""
+        items = self._generate(request)
+        if request.tools:
+            items = _checked_calls(items, request)
+        async with aclosing(items) as checked:  # type: ignore[type-var]
+            async for item in checked:
+                yield item
+
+    async def _generate(self, request: GenerationRequest) -> AsyncIterator[Item]:
         styles: list[ResponseFormatStyle] = (
             ["json_schema", "json_object"]
             if self.response_format == "auto"
@@ -213,7 +229,7 @@ class UpstreamEngine(Engine):
             # httpx then drops the connection: the upstream sees its client is gone.
             await response.aclose()
 
-    async def _deltas(self, response: httpx.Response) -> AsyncGenerator[str | Finish, None]:
+    async def _deltas(self, response: httpx.Response) -> AsyncGenerator[Item, None]:
         parser = OpenAIChunkParser()
         started = False  # did any text go out? decides pre-stream vs mid-stream errors
         try:
@@ -260,6 +276,11 @@ class UpstreamEngine(Engine):
                 body[name] = value
         if request.schema is not None:
             body["response_format"] = _response_format(request.schema, style)
+        if request.tools:
+            body["tools"] = openai_tools(request.tools)
+            body["tool_choice"] = openai_tool_choice(request.tool_choice)
+            if not request.parallel_tool_calls:
+                body["parallel_tool_calls"] = False
         return body
 
     async def aclose(self) -> None:
@@ -285,9 +306,9 @@ class OpenAIChunkParser:
         self._done = False
         self._events = 0
 
-    def feed(self, chunk: bytes) -> list[str | Finish]:
+    def feed(self, chunk: bytes) -> list[Item]:
         """Text deltas (and the Finish, at `[DONE]`) completed by `chunk`."""
-        out: list[str | Finish] = []
+        out: list[Item] = []
         if self._done:
             return out
         for event in self._sse.feed(chunk):
@@ -296,9 +317,9 @@ class OpenAIChunkParser:
                 break
         return out
 
-    def close(self) -> list[str | Finish]:
+    def close(self) -> list[Item]:
         """The end of the stream: the Finish, or `UpstreamError` if the stream was cut."""
-        out: list[str | Finish] = []
+        out: list[Item] = []
         if self._done:
             return out
         tail = self._sse.partial_line.strip()
@@ -318,7 +339,7 @@ class OpenAIChunkParser:
             out.append(self._finish())
         return out
 
-    def _event(self, data: bytes) -> list[str | Finish]:
+    def _event(self, data: bytes) -> list[Item]:
         self._events += 1
         if data.strip() == b"[DONE]":
             self._done = True
@@ -343,7 +364,7 @@ class OpenAIChunkParser:
             self._usage = Usage(
                 int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
             )
-        out: list[str | Finish] = []
+        out: list[Item] = []
         for choice in chunk.get("choices") or ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
@@ -351,12 +372,68 @@ class OpenAIChunkParser:
             content = delta.get("content") if isinstance(delta, dict) else None
             if isinstance(content, str) and content:
                 out.append(content)
+            calls = delta.get("tool_calls") if isinstance(delta, dict) else None
+            if isinstance(calls, list):
+                out.extend(_call_delta(call) for call in calls)
             if choice.get("finish_reason"):
                 self._reason = str(choice["finish_reason"])
         return out
 
     def _finish(self) -> Finish:
-        return Finish("length" if self._reason == "length" else "stop", self._usage)
+        reason = self._reason if self._reason in ("length", "tool_calls") else "stop"
+        return Finish(reason, self._usage)  # type: ignore[arg-type]
+
+
+def _call_delta(call: Any) -> ToolCallDelta:
+    """One entry of an upstream's `delta.tool_calls`."""
+    if not isinstance(call, dict) or not isinstance(call.get("index", 0), int):
+        raise UpstreamError("the upstream sent a malformed tool call", code="upstream_bad_chunk")
+    function = call.get("function")
+    if not isinstance(function, dict):
+        function = {}
+    name, arguments = function.get("name"), function.get("arguments")
+    return ToolCallDelta(
+        call.get("index", 0),
+        arguments if isinstance(arguments, str) else "",
+        call.get("id") if isinstance(call.get("id"), str) else None,
+        name if isinstance(name, str) else None,
+    )
+
+
+async def _checked_calls(
+    items: AsyncIterator[Item], request: GenerationRequest
+) -> AsyncIterator[Item]:
+    """`items`, each tool call checked when it ends (the next call starts, or the finish):
+    an upstream is trusted to follow the tools' schemas, not relied on."""
+    tools = {tool.name: tool.parameters for tool in request.tools}
+    calls = CallBuilder()
+    current = -1
+    async with aclosing(items):  # type: ignore[type-var]
+        async for item in items:
+            if isinstance(item, ToolCallDelta):
+                if item.index != current and current >= 0:
+                    _check_call(calls, current, tools)
+                current = item.index
+                calls.add(item)
+            elif isinstance(item, Finish) and current >= 0 and item.reason != "length":
+                _check_call(calls, current, tools)
+            yield item
+
+
+def _check_call(calls: CallBuilder, index: int, tools: dict[str, Any]) -> None:
+    call = next(c for i, c in enumerate(calls.calls()) if i == index)
+    where = f"tool call {index} ({call.name})"
+    if call.name not in tools:
+        raise InvalidOutputError(f"{where}: {call.name!r} is not one of the tools")
+    try:
+        arguments = arguments_json(call.arguments)
+    except ValueError as exc:
+        raise InvalidOutputError(f"{where}: the arguments are not JSON: {exc}") from None
+    problem = first_violation(arguments, tools[call.name])
+    if problem is not None:
+        raise InvalidOutputError(
+            f"{where}: the arguments do not match the tool's schema: {problem}"
+        )
 
 
 def _api_base(url: str) -> str:

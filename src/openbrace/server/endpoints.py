@@ -13,7 +13,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from ..engines.base import Engine
+from ..engines.base import Engine, unknown_model_error
 from ..exceptions import RequestError
 from ..request import ChatPlan, parse_chat
 from .limits import read_body
@@ -76,12 +76,6 @@ async def _resolve_model(engine: Engine, plan: ChatPlan) -> ChatPlan:
             raise RequestError("the engine serves no model", status=503, code="engine_unavailable")
         model = ids[0]
     elif model not in ids:
-        shown = model if len(model) <= 100 else model[:97] + "..."
-        raise RequestError(
-            f"model '{shown}' does not exist here; available: {', '.join(ids[:20])}",
-            status=404,
-            param="model",
-            code="model_not_found",
-        )
+        raise unknown_model_error(model, ids)
     request = dataclasses.replace(plan.request, model=model)
     return dataclasses.replace(plan, request=request)

@@ -35,6 +35,7 @@ from ..engines.base import Engine, Finish
 from ..exceptions import RequestError, ServerError, StreamError, StreamTimeoutError
 from ..request import ChatPlan
 from ..streaming import patch_records
+from ..tools import CallBuilder, ToolCallDelta
 from .errors import as_request_error, error_response
 from .limits import Gate
 from .metrics import Metrics
@@ -232,9 +233,13 @@ class GenerationResponse:
 
     async def _json(self, source: AsyncIterator[Any], item: Any) -> None:
         parts: list[str] = []
+        calls = CallBuilder()
         try:
             while not isinstance(item, Finish):
-                parts.append(item)
+                if isinstance(item, ToolCallDelta):
+                    calls.add(item)
+                else:
+                    parts.append(item)
                 item = await self._pull(source)
         except StopAsyncIteration:
             item = ServerError("the engine ended without a finish reason")
@@ -251,7 +256,7 @@ class GenerationResponse:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": "".join(parts), "refusal": None},
+                    "message": _message("".join(parts), calls),
                     "logprobs": None,
                     "finish_reason": item.reason,
                 }
@@ -385,7 +390,9 @@ class GenerationResponse:
         yield self._chunk({"role": "assistant", "content": ""})
         try:
             while not isinstance(item, Finish):
-                if item:
+                if isinstance(item, ToolCallDelta):
+                    yield self._chunk({"tool_calls": [_call_delta(item)]})
+                elif item:
                     yield self._chunk({"content": item})
                 item = await self._pull(source)
         except StopAsyncIteration:
@@ -415,6 +422,28 @@ class GenerationResponse:
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         return _sse_data({**self._chunk_head(), "choices": [choice]})
+
+
+def _message(content: str, calls: CallBuilder) -> dict[str, Any]:
+    """OpenAI's `message`: with calls, `tool_calls` and null content when there is no text."""
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    if calls:
+        message["content"] = content or None
+        message["tool_calls"] = [call.to_openai() for call in calls.calls()]
+    return message
+
+
+def _call_delta(delta: ToolCallDelta) -> dict[str, Any]:
+    """OpenAI's `delta.tool_calls[i]`: the first piece of a call has its id, type and name."""
+    out: dict[str, Any] = {"index": delta.index}
+    function: dict[str, Any] = {"arguments": delta.arguments}
+    if delta.id is not None:
+        out["id"] = delta.id
+        out["type"] = "function"
+    if delta.name is not None:
+        function = {"name": delta.name, **function}
+    out["function"] = function
+    return out
 
 
 def _sse_data(obj: Any) -> bytes:

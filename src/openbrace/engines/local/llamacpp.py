@@ -45,6 +45,8 @@ class LlamaModel:
         model = llm._model
         eos, bos = llm.token_eos(), llm.token_bos()
         template = llm.metadata.get("tokenizer.chat_template") or CHATML_CHAT_TEMPLATE
+        # A template that mentions `tools` renders tool definitions and turns itself.
+        self.template_knows_tools = "tools" in template
         self._formatter = Jinja2ChatFormatter(
             template=template,
             eos_token=model.token_get_text(eos) if eos != -1 else "",
@@ -72,14 +74,18 @@ class LlamaModel:
             raise EngineUnavailableError(f"cannot load model {path}: {exc}") from None
         return cls(llm, n_ctx)
 
-    def prompt(self, chat: list[dict[str, str]]) -> list[int]:
+    def prompt(
+        self, chat: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> list[int]:
         """The chat rendered with the model's own chat template, tokenized.
+
+        `tools` (OpenAI tool dicts) go to the template; only for `template_knows_tools`.
 
         Raises:
             EngineRequestError: the template refused the messages.
         """
         try:
-            text = self._formatter(messages=cast(Any, chat)).prompt
+            text = self._formatter(messages=cast(Any, chat), tools=cast(Any, tools)).prompt
         except Exception as exc:  # jinja2 errors and the template's own raise_exception
             raise EngineRequestError(
                 f"the model's chat template refused the messages: {exc}", param="messages"

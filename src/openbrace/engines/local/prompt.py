@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["chat", "instruction"]
+__all__ = ["chat", "content_text", "instruction"]
 
 
 def instruction(schema: dict[str, Any] | None) -> str | None:
@@ -32,7 +32,9 @@ def chat(messages: list[dict[str, Any]], system: str | None = None) -> list[dict
 
     `system` (the instruction) joins the first system message, or becomes one.
     """
-    turns = [{"role": _role(m.get("role")), "content": _text(m.get("content"))} for m in messages]
+    turns = [
+        {"role": _role(m.get("role")), "content": content_text(m.get("content"))} for m in messages
+    ]
     if system:
         if turns and turns[0]["role"] == "system":
             turns[0] = {"role": "system", "content": f"{turns[0]['content']}\n\n{system}"}
@@ -53,7 +55,7 @@ def _role(role: Any) -> str:
     return "system" if role == "developer" else str(role or "user")
 
 
-def _text(content: Any) -> str:
+def content_text(content: Any) -> str:
     """A message's text: a string, or OpenAI content parts joined."""
     if content is None:
         return ""

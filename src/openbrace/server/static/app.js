@@ -476,10 +476,12 @@
       }
     }
 
-    /** Mark whole containers done (their closing brace arrived). */
+    /** Mark whole containers done (their closing brace arrived), and strings still
+     * being written as cut off (the stream stopped before their op). */
     finish() {
       for (const field of this.fields.values()) {
         if (field.dataset.state === "open") field.dataset.state = "filled";
+        else if (field.dataset.state === "typing") field.dataset.state = "cut";
       }
       for (const field of this.container.querySelectorAll("input.value, textarea.value")) {
         field.readOnly = false;
@@ -605,6 +607,7 @@
   function onStreamError(data) {
     const err = (data && data.error) || data || {};
     state.error = err;
+    form.finish();
     showError(`${err.type || "error"}: ${err.message || "the stream ended with an error"}` +
       (state.ops.length ? ` (the ${state.ops.length} ops before it stay valid)` : ""));
   }

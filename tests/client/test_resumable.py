@@ -155,3 +155,36 @@ def test_a_stream_that_is_gone_is_not_retried(server: LoopbackServer) -> None:
             asyncio.run(async_events(fresh.url, "ndjson", transport))
         assert caught.value.status_code == 404
         assert len(transport.requests) == 2
+
+
+def _cut_inside_the_reply(framing: str) -> int:
+    """A byte offset inside the reply's partial records (which span bytes ~990-1590 of
+    the NDJSON stream, ~1300-2060 of the SSE one): the stream is cut mid-string."""
+    return 1200 if framing == "ndjson" else 1550
+
+
+@pytest.mark.parametrize("framing", ["ndjson", "sse"])
+def test_partial_strings_survive_a_cut_each_character_once(
+    server: LoopbackServer, framing: str
+) -> None:
+    """Cut while `reply` is being written: the resume re-sends its text so far as one
+    record, and the SDK passes on only what is new: the pieces of each string join into
+    its value exactly, and the ops arrive once."""
+    transport = Cutting([_cut_inside_the_reply(framing), 40])
+
+    async def main() -> list[Any]:
+        client = AsyncClient(KEY, f"{server.url}/v1", framing=framing, transport=transport)  # type: ignore[arg-type]
+        try:
+            stream = client.stream(**arguments(), partial_strings=True)
+            return [event async for event in stream]
+        finally:
+            await client.close()
+
+    events = asyncio.run(main())
+    ops = [e for e in events if hasattr(e, "op")]
+    assert len(ops) == N_OPS and ops[-1].snapshot == DOCUMENT
+    for op in ops:
+        if isinstance(op.value, str):
+            pieces = [e.text for e in events if not hasattr(e, "op") and e.path == op.op["path"]]
+            assert "".join(pieces) == op.value
+    assert sum(r.startswith("GET /v1/streams/") for r in transport.requests) == 2

@@ -291,3 +291,34 @@ def test_delete_stops_the_generation_and_forgets_the_stream() -> None:
         status, later = resume(server.url, stream_id, "ndjson", -1)
         assert status == 200 and later[-1] == records[-1]
         assert [r for r in later if "op" in r] == [{"op": "add", "path": "", "value": {}}]
+
+
+@pytest.mark.parametrize("framing", ["ndjson", "sse"])
+def test_a_resume_sends_a_string_in_progress_as_one_partial_record(
+    server: LoopbackServer, framing: str
+) -> None:
+    """With partial strings, a resume after the op before `reply` (read while `reply` was
+    being written) starts with one partial record holding all of its text so far."""
+    seen: list[dict[str, Any]] = []
+    with httpx.stream(
+        "POST",
+        f"{server.url}/v1/chat/completions",
+        json=body(partial_strings=True),
+        headers=headers(framing),
+    ) as response:
+        stream_id = response.headers["x-stream-id"]
+        frames = decoder(framing)
+        for chunk in response.iter_raw():
+            seen += frames.feed(chunk)
+            if sum(r.get("partial", {}).get("path") == "/reply" for r in seen) >= 3:
+                break
+    ops_before = sum("op" in r for r in seen)
+    before = "".join(
+        r["partial"]["text"] for r in seen if "partial" in r and r["partial"]["path"] == "/reply"
+    )
+    time.sleep(1.0)  # the stream has ended meanwhile: the backlog holds all of reply's pieces
+    status, records = resume(server.url, stream_id, framing, ops_before - 1)
+    assert status == 200
+    assert records[0] == {"partial": {"path": "/reply", "text": DOCUMENT["reply"]}}
+    assert DOCUMENT["reply"].startswith(before) and len(before) > 0
+    assert records[1] == {"op": "add", "path": "/reply", "value": DOCUMENT["reply"]}

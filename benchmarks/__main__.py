@@ -168,6 +168,12 @@ def _partial_strings(out_dir: Path, *, smoke: bool = False) -> Section:
     return Section("1c. Partial strings: emitter cost on vs off (issue 13)", body, [], goals)
 
 
+def _resume(out_dir: Path, *, smoke: bool = False) -> Section:
+    from . import resume
+
+    return resume.run(out_dir, smoke=smoke)
+
+
 BENCHMARKS: dict[str, Callable[..., Section]] = {
     "extraction": extraction.run,
     "emitter": _emitter,
@@ -177,6 +183,7 @@ BENCHMARKS: dict[str, Callable[..., Section]] = {
     "generation": _generation,
     "server": server.run,
     "parallel": _parallel,
+    "resume": _resume,
 }
 
 

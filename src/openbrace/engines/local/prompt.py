@@ -34,9 +34,11 @@ INSTRUCT_LEVELS = ("none", "fields", "schema")
 # the user wrote it. smollm2: "fields" led by 3 points on the shipped Q4_1 (38% vs
 # 35%) and 8 on a Q4_K_M requantization, with intents no better (30% vs 33% on Q4_1)
 # but replies looping less (sane 72% vs 62%): within noise on the shipped model, so
-# "none"; ask for "fields" where the reply matters more than the labels. Unmeasured
-# families get "none".
-FAMILY_INSTRUCT: dict[str, str] = {"smollm2": "none"}
+# "none"; ask for "fields" where the reply matters more than the labels. gemma-3:
+# "fields", 28% vs 17% on the only Gemma 3 GGUF obtainable here (270M base weights,
+# no chat template; its instruct models were not measured). Unmeasured families get
+# "none".
+FAMILY_INSTRUCT: dict[str, str] = {"smollm2": "none", "gemma-3": "fields"}
 
 
 def family_instruct(family: str) -> str:

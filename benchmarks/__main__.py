@@ -49,6 +49,12 @@ def _generation(out_dir: Path, *, smoke: bool = False) -> Section:
     return generation.run(out_dir, smoke=smoke)
 
 
+def _parallel(out_dir: Path, *, smoke: bool = False) -> Section:
+    from . import parallel
+
+    return parallel.run(out_dir, smoke=smoke)
+
+
 def _emitter(out_dir: Path, *, smoke: bool = False) -> Section:
     """Issue 2's figure (`benchmarks/emitter.py`): emitter vs jiter re-parse, CPU ns per chunk."""
     from . import emitter
@@ -170,6 +176,7 @@ BENCHMARKS: dict[str, Callable[..., Section]] = {
     "engine": _engine,
     "generation": _generation,
     "server": server.run,
+    "parallel": _parallel,
 }
 
 

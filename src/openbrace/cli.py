@@ -359,6 +359,13 @@ def _add_serve_command(commands: Any) -> None:
     )
     serve.add_argument("--model-id", help="the model id clients ask for (local engine)")
     serve.add_argument(
+        "--parallel",
+        type=int,
+        metavar="N",
+        help="local engine: generations decoded together in one batch (continuous "
+        "batching, like llama-server -np N; default 1)",
+    )
+    serve.add_argument(
         "--api-key",
         action="append",
         default=[],
@@ -370,8 +377,7 @@ def _add_serve_command(commands: Any) -> None:
         "--max-concurrent",
         type=int,
         metavar="N",
-        help="generations at once (default: 1 for the local model, which "
-        "runs one at a time; 64 for an upstream)",
+        help="generations at once (default: --parallel for the local model; 64 for an upstream)",
     )
     serve.add_argument(
         "--max-queue",
@@ -468,18 +474,25 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         except ValueError as exc:
             return _fail(args, str(exc), "usage")
         what = f"upstream {engine.base_url}"
+        if args.parallel is not None:
+            return _fail(args, "--parallel applies to the local engine only", "usage")
     else:
         from .engines.local import LocalEngine, default_engine
 
+        parallel = args.parallel or 1
+        if parallel < 1:
+            return _fail(args, "--parallel must be at least 1", "usage")
         engine = (
-            LocalEngine(args.model_file, args.model_id)
-            if args.model_file or args.model_id
+            LocalEngine(args.model_file, args.model_id, parallel=parallel)
+            if args.model_file or args.model_id or parallel > 1
             else default_engine()
         )
         what = f"local model {engine.model_id}"
-    # One llama.cpp context generates one request at a time: more slots would only
+        if parallel > 1:
+            what += f" ({parallel} sequences of {engine.n_ctx} tokens each)"
+    # The local engine decodes `parallel` generations at once: more slots would only
     # hide the queue inside the engine, where it is neither fair nor bounded.
-    slots, queue = (64, 256) if args.upstream else (1, 16)
+    slots, queue = (64, 256) if args.upstream else (args.parallel or 1, 16)
     try:
         config = ServerConfig(
             api_keys=keys,

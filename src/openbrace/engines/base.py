@@ -129,6 +129,10 @@ class Engine:
     async def aclose(self) -> None:
         """Release resources (connections, model memory). Idempotent."""
 
+    def gauges(self) -> dict[str, tuple[str, Callable[[], float]]]:
+        """Engine-specific `/metrics` gauges: `name: (help, read)`; none by default."""
+        return {}
+
 
 Handler = Callable[[GenerationRequest], AsyncIterator[Item]]
 

@@ -132,6 +132,8 @@ def create_app(
     )
     metrics.gauge("openbrace_slots_busy", "Generation slots in use.", read=lambda: gate.active)
     metrics.gauge("openbrace_slots_total", "Generation slots configured.", read=lambda: gate.limit)
+    for name, (help, read) in engine.gauges().items():  # e.g. the batch context's sequences
+        metrics.gauge(name, help, read=read)
     app.state.engine = engine
     app.state.config = config
     app.state.metrics = metrics

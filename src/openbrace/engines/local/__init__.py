@@ -20,7 +20,9 @@ How a request is generated (see docs/engines.md, "The embedded engine"):
 4. Every blocking call runs in a worker thread, one step per call, so a consumer
    that stops (aclose, cancellation, dropped connection) stops the model within one
    step. One llama context serves one generation at a time (a lock); the server
-   limits concurrency in front of it.
+   limits concurrency in front of it. With `parallel=N` a scheduler thread steps up
+   to N generations in one llama.cpp batch instead (continuous batching,
+   scheduler.py, docs/parallel.md).
 
 JSON output is compact (no whitespace outside strings) with properties in schema
 order. `stop` strings apply to free text only: with a schema the grammar ends the
@@ -29,8 +31,10 @@ document at its last brace, and cutting it at a stop string would break it.
 One module per idea:
 
     engine.py     LocalEngine (options, loading, locking, the step loop), default_engine
+    scheduler.py  continuous batching for parallel=N: one llama_batch per step
     sequence.py   one generation's state: grammar, sampler, budget, forced tokens, text
-    llamacpp.py   the llama.cpp model: loading, chat template, tokens, KV prefix, logits
+    llamacpp.py   the llama.cpp model: loading, chat template, tokens, KV prefix, logits;
+                  the batch context of N sequences; weights converted once (BF16)
     grammar.py    JSON Schema -> llguidance matcher, cached; refusals with a pointer
     sampling.py   temperature, top_p and seed in numpy; the grammar's token mask
     stops.py      stop strings on free text, whatever the chunking

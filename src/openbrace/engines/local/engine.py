@@ -2,17 +2,22 @@
 
 It checks a request's options before any work, loads the model once, and drives a
 `Sequence` one model call at a time in a worker thread, so a consumer that stops
-(aclose, cancellation, dropped connection) stops the model within one step. One
-llama.cpp context serves one generation at a time (a lock); the server limits
-concurrency in front of it.
+(aclose, cancellation, dropped connection) stops the model within one step. With
+`parallel=1` one llama.cpp context serves one generation at a time (a lock); with
+`parallel=N` a `Scheduler` runs up to N generations in one batch per step
+(continuous batching, see scheduler.py). The server limits concurrency in front.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +39,7 @@ from ..base import (
 from .files import DEFAULT_MODEL_ID, default_model_path
 from .prompt import chat, content_text, instruction
 from .sampling import Sampler
+from .scheduler import Job, Scheduler
 from .sequence import Sequence
 from .stats import EngineStats
 from .tools import CallParser, prompt_turns, template_messages, tool_grammar
@@ -48,6 +54,7 @@ __all__ = ["DEFAULT_TEMPERATURE", "LocalEngine", "default_engine"]
 # high enough that the seed still varies the answer.
 DEFAULT_TEMPERATURE = 0.3
 _KNOWN_EXTRA = frozenset({"instruct"})
+WEIGHT_FORMATS = ("file", "bf16", "f16", "q8_0", "q4_0")
 
 
 class LocalEngine(Engine):
@@ -57,16 +64,31 @@ class LocalEngine(Engine):
         model_path: a GGUF file; None serves the default model (SmolLM2-135M-Instruct).
         model_id: the id clients ask for; defaults to DEFAULT_MODEL_ID for the
             default model, else the file's stem.
-        n_ctx: context window in tokens (prompt plus output).
+        n_ctx: context window in tokens (prompt plus output) of each sequence;
+            None: 4096 with `parallel=1`, else 16384 // parallel (at least 1024),
+            so the KV cache stays ~380 MB for the default model.
         n_threads: CPU threads for llama.cpp; None uses half the cores (at least
             one): llama.cpp's threads spin on barriers, and on a shared 2-core machine
             two threads took 90-1260 ms a step against 15-20 ms for one.
         instruct: add the system instruction naming the fields in order (off by
             default, see the package docstring; a request can set it with
             `extra={"instruct": True}`, over HTTP a body field `"instruct": true`).
+        parallel: sequences decoded together (continuous batching); 1 is the
+            one-at-a-time engine. Each sequence has its own `n_ctx` window (the
+            context is `parallel * n_ctx` tokens, shared prefixes stored once).
+        weights: the weight format run: "file" as the file is, or "bf16", "f16",
+            "q8_0", "q4_0", converted once with llama.cpp and cached under
+            `~/.cache/openbrace/models`. None: "bf16" for the default model with
+            `parallel` > 1 (its Q4_1 kernels barely gain from batches; the same
+            weights in BF16 do, docs/parallel.md has the figures), else "file".
+        flash_attn: flash attention in the batch context (faster with many long
+            sequences; logits differ from one-at-a-time in the last digits).
+        n_batch: tokens per batched step (decode tokens plus prompt chunks).
 
     Attributes:
-        stats: `EngineStats` counters (decode calls, prefix reuse, forced tokens, ...).
+        stats: `EngineStats` counters (decode calls, prefix reuse, forced tokens,
+            batch sizes, busy sequences, ...).
+        model_file: the GGUF file running (a converted one with `weights`), once loaded.
 
     Costs: loading takes ~0.7 s for the default model (weights plus llguidance's
     tokenizer tables); a step ~5-15 ms on two cores.
@@ -77,18 +99,33 @@ class LocalEngine(Engine):
         model_path: str | os.PathLike[str] | None = None,
         model_id: str | None = None,
         *,
-        n_ctx: int = 4096,
+        n_ctx: int | None = None,
         n_threads: int | None = None,
         instruct: bool = False,
+        parallel: int = 1,
+        weights: str | None = None,
+        flash_attn: bool = False,
+        n_batch: int = 512,
     ):
+        if parallel < 1:
+            raise ValueError("parallel must be at least 1")
+        if weights is not None and weights not in WEIGHT_FORMATS:
+            raise ValueError(f"weights must be one of {', '.join(WEIGHT_FORMATS)}")
         self._path = Path(model_path) if model_path is not None else None
         if model_id is None:
             model_id = DEFAULT_MODEL_ID if model_path is None else Path(model_path).stem
         self.model_id = model_id
-        self.n_ctx = n_ctx
+        self.n_ctx = n_ctx or (4096 if parallel == 1 else max(1024, 16384 // parallel))
         self.n_threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
         self.instruct = instruct
+        self.parallel = parallel
+        if weights is None:
+            weights = "bf16" if parallel > 1 and model_path is None else "file"
+        self.weights = weights
+        self.flash_attn = flash_attn
+        self.n_batch = n_batch
         self.stats = EngineStats()
+        self.model_file: Path | None = None  # the GGUF file running, once loaded
         self._model: _Loaded | None = None
         self._load_lock = threading.Lock()
         # A plain thread lock, polled from async code: the engine may be shared by
@@ -109,6 +146,34 @@ class LocalEngine(Engine):
         """
         return self._generate(request)
 
+    def gauges(self) -> dict[str, tuple[str, Callable[[], float]]]:
+        """`/metrics`: busy sequences and batch sizes of the batch context (parallel > 1)."""
+        if self.parallel == 1:
+            return {}
+        stats = self.stats
+        return {
+            "openbrace_engine_sequences": (
+                "Sequences of the batch context (--parallel).",
+                lambda: self.parallel,
+            ),
+            "openbrace_engine_sequences_busy": (
+                "Sequences generating now.",
+                lambda: stats.busy_sequences,
+            ),
+            "openbrace_engine_batch_sequences": (
+                "Sequences per batched step, mean of the last 100 steps.",
+                lambda: _recent_mean(stats.batches, 1),
+            ),
+            "openbrace_engine_batch_tokens": (
+                "Tokens per batched step (decode and prompt chunks), mean of the last 100 steps.",
+                lambda: _recent_mean(stats.batches, 0),
+            ),
+            "openbrace_engine_prompt_tokens_reused": (
+                "Prompt tokens served from cached prefixes since start.",
+                lambda: stats.prompt_tokens_reused,
+            ),
+        }
+
     async def load(self) -> None:
         """Load the model now (otherwise the first request does). Idempotent."""
         await anyio.to_thread.run_sync(self._loaded)
@@ -117,6 +182,8 @@ class LocalEngine(Engine):
         async with _held(self._run_lock):
             loaded, self._model = self._model, None
             if loaded is not None:
+                if loaded.scheduler is not None:
+                    await anyio.to_thread.run_sync(loaded.scheduler.close)
                 loaded.model.close()
 
     async def _generate(
@@ -125,22 +192,34 @@ class LocalEngine(Engine):
         options = self._options(request)
         loaded = await anyio.to_thread.run_sync(self._loaded)
         sequence = await anyio.to_thread.run_sync(self._sequence, loaded, request, options)
-        async with _held(self._run_lock):
-            if loaded is not self._model:  # aclose() ran while this request waited
-                raise EngineUnavailableError("the engine was closed")
-            calls = CallParser() if request.calls_allowed else None
-            text = await anyio.to_thread.run_sync(self._prefill, loaded.model, sequence)
-            while True:
-                if text:
-                    for item in calls.feed(text) if calls is not None else (text,):
-                        yield item
-                if sequence.reason is not None:
-                    break
-                text = await anyio.to_thread.run_sync(self._step, loaded.model, sequence)
-        reason = sequence.reason
+        if loaded.scheduler is not None:
+            texts = _batched(loaded.scheduler, sequence)
+        else:
+            texts = self._one_at_a_time(loaded, sequence)
+        calls = CallParser() if request.calls_allowed else None
+        async with aclosing(texts):
+            async for text in texts:
+                for item in calls.feed(text) if calls is not None else (text,):
+                    yield item
+        reason = sequence.reason or "stop"
         if calls is not None and calls.calls and reason == "stop":
             reason = "tool_calls"
         yield Finish(reason, Usage(len(sequence.prompt), sequence.produced))
+
+    async def _one_at_a_time(
+        self, loaded: _Loaded, sequence: Sequence
+    ) -> AsyncGenerator[str, None]:
+        """Run `sequence` alone on the model, holding the engine's one context."""
+        async with _held(self._run_lock):
+            if loaded is not self._model:  # aclose() ran while this request waited
+                raise EngineUnavailableError("the engine was closed")
+            text = await anyio.to_thread.run_sync(self._prefill, loaded.model, sequence)
+            while True:
+                if text:
+                    yield text
+                if sequence.reason is not None:
+                    return
+                text = await anyio.to_thread.run_sync(self._step, loaded.model, sequence)
 
     def _options(self, request: GenerationRequest) -> _Options:
         """Check the request against this engine; raises before any work."""
@@ -183,9 +262,31 @@ class LocalEngine(Engine):
                     raise EngineUnavailableError(
                         f"the local engine needs its extra: pip install 'openbrace[local]' ({exc})"
                     ) from None
-                model = LlamaModel.load(path, n_ctx=self.n_ctx, n_threads=self.n_threads)
-                self._model = _Loaded(model, SchemaCompiler(model.tokenizer))
+                self._model = self._load(path, LlamaModel, SchemaCompiler)
             return self._model
+
+    def _load(
+        self, path: Path, LlamaModel: type[LlamaModel], Compiler: type[SchemaCompiler]
+    ) -> _Loaded:
+        from .grammar import BatchMasks
+        from .llamacpp import converted
+
+        if self.weights != "file":
+            path = converted(path, self.weights, _cache_dir())
+        self.model_file = path
+        model = LlamaModel.load(
+            path,
+            n_ctx=self.n_ctx,
+            n_threads=self.n_threads,
+            parallel=self.parallel,
+            n_batch=self.n_batch,
+            flash_attn=self.flash_attn,
+        )
+        scheduler = None
+        if model.batch is not None:
+            masks = BatchMasks(model.tokenizer)
+            scheduler = Scheduler(model.batch, masks, model.n_vocab, self.stats)
+        return _Loaded(model, Compiler(model.tokenizer), scheduler)
 
     def _sequence(self, loaded: _Loaded, request: GenerationRequest, options: _Options) -> Sequence:
         """The request's schema compiled and its prompt tokenized (no model step)."""
@@ -274,6 +375,7 @@ class _Loaded:
 
     model: LlamaModel
     compiler: SchemaCompiler
+    scheduler: Scheduler | None = None
 
 
 @dataclass(frozen=True)
@@ -281,6 +383,47 @@ class _Options:
     temperature: float
     top_p: float
     instruct: bool
+
+
+async def _batched(scheduler: Scheduler, sequence: Sequence) -> AsyncGenerator[str, None]:
+    """Run `sequence` in the scheduler: its text as it comes.
+
+    The scheduler's thread hands items to this loop through `call_soon_threadsafe`;
+    when the consumer stops, the job is cancelled and leaves the batch at the next step.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+    job: Job = scheduler.submit(
+        sequence, lambda item: loop.call_soon_threadsafe(queue.put_nowait, item)
+    )
+    try:
+        while True:
+            item = await queue.get()
+            while isinstance(item, str) and not queue.empty():  # a slow reader gets it joined
+                following = queue.get_nowait()
+                if not isinstance(following, str):
+                    yield item
+                    item = following
+                    break
+                item += following
+            if isinstance(item, BaseException):
+                raise item
+            if item is None:
+                break
+            yield item
+    finally:
+        job.cancel()
+        scheduler.wake()
+
+
+def _recent_mean(batches: deque[tuple[int, int]], index: int, last: int = 100) -> float:
+    recent = list(itertools.islice(reversed(batches), last))
+    return sum(b[index] for b in recent) / len(recent) if recent else 0.0
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "openbrace" / "models"
 
 
 def _check(ok: bool, message: str, param: str) -> None:

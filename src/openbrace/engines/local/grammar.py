@@ -22,15 +22,20 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import llguidance
+import llguidance.numpy
+import numpy as np
+from numpy.typing import NDArray
 
 from ...exceptions import InvalidSchemaError
 from ...pointer import escape
 from ...schema import subschemas
 
 if TYPE_CHECKING:
-    from llguidance._lib import JsonCompileOptions  # a TypedDict of the type stub only
+    from llguidance._lib import JsonCompileOptions
 
-__all__ = ["COMPILE_OPTIONS", "SchemaCompiler", "locate", "schema_key"]
+    from .sequence import Sequence  # a TypedDict of the type stub only
+
+__all__ = ["COMPILE_OPTIONS", "BatchMasks", "SchemaCompiler", "locate", "schema_key"]
 
 # Applied as llguidance "overrides", so a schema's own "x-guidance" cannot loosen them.
 COMPILE_OPTIONS: JsonCompileOptions = {
@@ -131,6 +136,31 @@ class SchemaCompiler:
         if matcher.is_error():
             raise locate(schema, matcher.get_error())
         return matcher
+
+
+class BatchMasks:
+    """The next-token masks of many sequences at once, for the scheduler.
+
+    One `llguidance.LLExecutor` computes the masks of every constrained sequence of
+    a step together (`fill_next_token_bitmask_par`, in parallel threads when there
+    are cores to spare), into one bitmask array reused from step to step.
+    """
+
+    def __init__(self, tokenizer: llguidance.LLTokenizer, threads: int | None = None):
+        self._executor = llguidance.LLExecutor(threads)
+        self._words = (tokenizer.vocab_size + 31) // 32
+        self._bitmask = np.zeros((0, self._words), dtype=np.int32)
+
+    def __call__(self, sequences: list[Sequence], n_vocab: int) -> list[NDArray[np.bool_] | None]:
+        """Per sequence, the tokens its grammar allows next; None for free text."""
+        constrained = [(s.matcher, i) for i, s in enumerate(sequences) if s.matcher is not None]
+        if len(self._bitmask) < len(sequences):
+            self._bitmask = np.zeros((len(sequences), self._words), dtype=np.int32)
+        if constrained:
+            llguidance.numpy.fill_next_token_bitmask_par(
+                self._executor, constrained, self._bitmask[: len(sequences)]
+            )
+        return [s.allowed(n_vocab, self._bitmask[i]) for i, s in enumerate(sequences)]
 
 
 def _is(expected: str) -> Predicate:

@@ -64,7 +64,8 @@ class Sequence:
         room = n_ctx - len(prompt)
         if room < 1:
             raise EngineRequestError(
-                f"the prompt is {len(prompt)} tokens; the context holds {n_ctx}",
+                f"the prompt is {len(prompt)} tokens; the context of a sequence holds "
+                f"{n_ctx} tokens (prompt and output)",
                 param="messages",
                 code="context_length_exceeded",
             )
@@ -90,13 +91,21 @@ class Sequence:
         forced = self._forced()
         return forced, self._advance([], forced)
 
-    def allowed(self, n_vocab: int) -> NDArray[np.bool_] | None:
-        """Which of `n_vocab` tokens the grammar allows next; None for free text."""
+    def allowed(
+        self, n_vocab: int, bitmask: NDArray[np.int32] | None = None
+    ) -> NDArray[np.bool_] | None:
+        """Which of `n_vocab` tokens the grammar allows next; None for free text.
+
+        `bitmask`: this sequence's mask when it was computed already (with others',
+        by the scheduler); otherwise the matcher computes it now.
+        """
         if self.matcher is None or self._bitmask is None:
             return None
-        self._bitmask[:] = 0
-        self.matcher.unsafe_compute_mask_ptr(self._bitmask.ctypes.data, self._bitmask.nbytes)
-        return allowed_tokens(self._bitmask, n_vocab)
+        if bitmask is None:
+            bitmask = self._bitmask
+            bitmask[:] = 0
+            self.matcher.unsafe_compute_mask_ptr(bitmask.ctypes.data, bitmask.nbytes)
+        return allowed_tokens(bitmask, n_vocab)
 
     def accept(self, token: int) -> tuple[list[int], str]:
         """Take a sampled token: the tokens to evaluate next, and the new text.

@@ -22,6 +22,10 @@ class EngineStats:
         steps: per sampled step, `(step seconds, mask seconds)`: the wall time of the
             whole step (mask, sampling, decode) and of its grammar mask (compute and
             unpack; None for free text); the last 10 000 steps.
+        busy_sequences: sequences running in the batch context (`parallel` > 1).
+        prefix_copies: prompts started from another sequence's cached prefix.
+        batches: per batched step, `(tokens, sequences)` in its llama_batch; the
+            last 10 000 steps.
     """
 
     decode_calls: int = 0
@@ -31,3 +35,6 @@ class EngineStats:
     forced_tokens: int = 0
     schemas_compiled: int = 0
     steps: deque[tuple[float, float | None]] = field(default_factory=lambda: deque(maxlen=10_000))
+    busy_sequences: int = 0
+    prefix_copies: int = 0
+    batches: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=10_000))

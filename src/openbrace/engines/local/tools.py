@@ -29,7 +29,6 @@ from typing import Any
 
 from ...exceptions import InvalidOutputError
 from ...tools import ForcedTool, ToolCallDelta, ToolChoice, ToolSpec, new_call_id
-from .grammar import COMPILE_OPTIONS
 
 __all__ = ["HERMES_SYSTEM", "CallParser", "prompt_turns", "template_messages", "tool_grammar"]
 
@@ -172,6 +171,8 @@ def _call_schema(tool: ToolSpec) -> dict[str, Any]:
 
 def _with_options(schema: dict[str, Any]) -> dict[str, Any]:
     # Compact JSON, no free whitespace, no leniency: as `SchemaCompiler` compiles a schema.
+    from .grammar import COMPILE_OPTIONS  # imports llguidance: only once a model runs
+
     return {**schema, "x-guidance": dict(COMPILE_OPTIONS)}
 
 

@@ -100,6 +100,16 @@ def test_nav_entries_for_pages_not_written_yet_are_dropped(tmp_path: Path) -> No
     ]
 
 
+def test_links_to_the_results_file_point_at_the_benchmarks_page() -> None:
+    hooks = load_hooks()
+    text = (
+        "see [the results](../benchmarks/RESULTS.md#machine) and [again](../benchmarks/RESULTS.md)"
+    )
+    assert hooks.on_page_markdown(text, None, None, None) == (
+        "see [the results](benchmarks.md#machine) and [again](benchmarks.md)"
+    )
+
+
 def test_the_site_builds_strictly_with_the_benchmark_results_in_it(tmp_path: Path) -> None:
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     result = subprocess.run(

@@ -116,6 +116,12 @@ def _emitter(out_dir: Path, *, smoke: bool = False) -> Section:
     )
 
 
+def _quality(out_dir: Path, *, smoke: bool = False) -> Section:
+    from . import quality
+
+    return quality.run(out_dir, smoke=smoke)
+
+
 def _partial_strings(out_dir: Path, *, smoke: bool = False) -> Section:
     """Issue 13's figure: the emitter with partial strings on vs off, 1 KB to 1 MB."""
     from . import emitter
@@ -177,6 +183,7 @@ BENCHMARKS: dict[str, Callable[..., Section]] = {
     "generation": _generation,
     "server": server.run,
     "parallel": _parallel,
+    "quality": _quality,
 }
 
 

@@ -1,4 +1,4 @@
-"""The five scripts in examples/, run for real: a subprocess each, the real embedded model.
+"""The scripts in examples/, run for real: a subprocess each, the real embedded model.
 
 Each test checks what the script exists to show (routing before the reply landed,
 fan-out work started before generation ended, a declined action sends nothing,
@@ -135,6 +135,19 @@ def test_approval_sends_the_reply_only_when_approved(
         assert sent == [] and not any("reply ready" in line for line in lines)
         # (a prompt read from a pipe is not followed by a newline: hence endswith)
         assert lines[-1].endswith("declined: generation stopped, no reply sent")
+
+
+def test_tool_call_starts_the_lookup_before_the_call_is_complete() -> None:
+    lines = run_example("tool_call")
+    named, _ = first(lines, MS + r"call 0: lookup_order\(\.\.\.\)")
+    started, start = first(lines, MS + r"lookup of (\S+) started")
+    complete, end = first(lines, MS + r"call complete")
+    assert named < started < complete
+    assert int(start.group(1)) <= int(end.group(1))
+    _, order_id = first(lines, MS + r"order_id=(\S+)")
+    assert order_id.group(2) == start.group(2)
+    _, head = first(lines, r"the lookup started (\d+) ms before the call was complete")
+    assert int(head.group(1)) >= 0
 
 
 def test_snapshot_prints_independent_snapshots_after_every_op() -> None:

@@ -25,6 +25,7 @@ from .exceptions import (
     TransportError,
     UpstreamError,
 )
+from .tools import ToolCall
 
 __version__ = "0.1.0"
 
@@ -50,6 +51,7 @@ __all__ = [
     "StreamError",
     "StreamTimeoutError",
     "TextEvent",
+    "ToolCall",
     "TransportError",
     "UpstreamError",
     "apply_add",

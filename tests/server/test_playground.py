@@ -121,6 +121,23 @@ def test_a_preset_fills_the_form_field_by_field(page: Any, tmp_path: Path) -> No
 
 
 @pytest.mark.model
+def test_the_tool_preset_fills_the_call_like_a_form(page: Any, tmp_path: Path) -> None:
+    page.select_option("#preset", "tool_call")
+    assert run_to_end(page) == "done"
+    fields = {f["path"]: f for f in page.evaluate(READ_FORM)}
+    streamed = page.evaluate("window.openbracePlayground.state.document")
+    (call,) = streamed["tool_calls"]
+    assert call["name"] == "lookup_order"
+    jsonschema.validate(call["arguments"], json.loads(page.input_value("#schema")))
+    arguments = [path for path in fields if path.startswith("/tool_calls/0/arguments/")]
+    assert arguments == [f"/tool_calls/0/arguments/{k}" for k in ("order_id", "shipping", "note")]
+    assert all(fields[path]["state"] == "filled" for path in arguments)
+    name, first = fields["/tool_calls/0/name"], fields["/tool_calls/0/arguments/order_id"]
+    assert name["value"] == "lookup_order" and name["order"] < first["order"]
+    assert save_screenshot(page, tmp_path, "playground-tool.png").stat().st_size > 10_000
+
+
+@pytest.mark.model
 def test_nested_arrays_fill_in_place(page: Any, tmp_path: Path) -> None:
     page.select_option("#preset", "snapshot")
     assert run_to_end(page) == "done"

@@ -231,3 +231,20 @@ async def test_a_tool_schema_the_engine_cannot_enforce_is_a_400_naming_it(
     error = caught.value
     assert error.status == 400 and error.param == "tools[1].function.parameters"
     assert "'not'" in error.message and "/properties/why/not" in error.message
+
+
+@pytest.mark.model
+@pytest.mark.anyio
+async def test_a_batched_engine_makes_the_same_kind_of_calls() -> None:
+    """Calls are parsed from a scheduler's sequence exactly as from a lone one."""
+    from openbrace.engines.local import LocalEngine
+
+    engine = LocalEngine(parallel=2, weights="file")
+    try:
+        named = {"type": "function", "function": {"name": "cancel"}}
+        content, calls, finish = await generate(engine, request(tool_choice=named))
+    finally:
+        await engine.aclose()
+    (call,) = calls
+    assert content == "" and call.name == "cancel" and finish.reason == "tool_calls"
+    assert list(valid_call(call)) == ["order_id", "why"]

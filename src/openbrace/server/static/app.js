@@ -8,7 +8,7 @@
 
 (() => {
   // ---------------------------------------------------------------- presets
-  // The five scenarios of examples/; small bounded schemas (enums, maxLength,
+  // The scenarios of examples/ (the last one calls a tool); small bounded schemas (enums, maxLength,
   // maxItems) so that the embedded 135M model answers sensibly in about a second.
   const PRESETS = [
     {
@@ -116,7 +116,41 @@
         required: ["name", "servings", "vegetarian", "ingredients"],
       },
     },
+    {
+      id: "tool_call",
+      title: "Tool call: act on the first argument",
+      hint: "the schema is the tool's parameters: the call's name lands first, then each argument fills in; start the lookup the moment order_id lands (examples/tool_call.py).",
+      prompt: "My order A-1742 has not arrived and I want it shipped express. Look it up.",
+      maxTokens: 120,
+      tool: "lookup_order",
+      schema: {
+        type: "object",
+        properties: {
+          order_id: { type: "string", pattern: "^[A-Z]-[0-9]{3,5}$" },
+          shipping: { type: "string", enum: ["standard", "express"] },
+          note: { type: "string", maxLength: 60 },
+        },
+        required: ["order_id", "shipping", "note"],
+      },
+    },
   ];
+
+  /** With a tool preset the document is the assistant message; its form follows the
+   * call (id, name, then the tool's parameters as the arguments). */
+  function messageSchema(parameters) {
+    return {
+      type: "object",
+      properties: {
+        tool_calls: {
+          type: "array",
+          items: {
+            type: "object",
+            properties: { id: { type: "string" }, name: { type: "string" }, arguments: parameters },
+          },
+        },
+      },
+    };
+  }
 
   // --------------------------------------------------- RFC 6901 / RFC 6902 add
   function splitPointer(pointer) {
@@ -609,14 +643,21 @@
       return;
     }
     resetRun();
-    form.render(schema);
+    const preset = PRESETS.find((p) => p.id === $("preset").value);
+    const tool = preset && preset.tool;
+    form.render(tool ? messageSchema(schema) : schema);
     const body = {
       messages: [{ role: "user", content: $("prompt").value }],
-      response_format: { type: "json_schema", json_schema: { name: "playground", schema, strict: true } },
       stream: "patch",
       stream_options: { partial_strings: true },
       max_tokens: Number($("max-tokens").value) || 200,
     };
+    if (tool) {
+      body.tools = [{ type: "function", function: { name: tool, parameters: schema } }];
+      body.tool_choice = { type: "function", function: { name: tool } };
+    } else {
+      body.response_format = { type: "json_schema", json_schema: { name: "playground", schema, strict: true } };
+    }
     if ($("model").value) body.model = $("model").value;
     if ($("temperature").value !== "") body.temperature = Number($("temperature").value);
 

@@ -174,6 +174,12 @@ def _partial_strings(out_dir: Path, *, smoke: bool = False) -> Section:
     return Section("1c. Partial strings: emitter cost on vs off (issue 13)", body, [], goals)
 
 
+def _resume(out_dir: Path, *, smoke: bool = False) -> Section:
+    from . import resume
+
+    return resume.run(out_dir, smoke=smoke)
+
+
 BENCHMARKS: dict[str, Callable[..., Section]] = {
     "extraction": extraction.run,
     "emitter": _emitter,
@@ -184,6 +190,7 @@ BENCHMARKS: dict[str, Callable[..., Section]] = {
     "server": server.run,
     "parallel": _parallel,
     "quality": _quality,
+    "resume": _resume,
 }
 
 

@@ -83,6 +83,12 @@ def _add_client_commands(commands: Any) -> None:
     request.add_argument("--max-tokens", type=int, help="stop after this many tokens")
     request.add_argument("--temperature", type=float)
     request.add_argument("--seed", type=int)
+    request.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="do not ask a server for a resumable stream (by default a dropped connection "
+        "is resumed where it stopped)",
+    )
 
     stream = commands.add_parser(
         "stream", parents=[request], help="print the JSON Patch ops as they arrive, one per line"
@@ -235,6 +241,7 @@ def _request(args: argparse.Namespace, model: str, schema: Any, prompt: str) -> 
         "max_tokens": args.max_tokens,
         "temperature": args.temperature,
         "seed": args.seed,
+        "resumable": not args.no_resume,  # no effect in-process
     }
     if args.tool:
         request.update(tools=_tools(args), tool_choice=args.tool_choice)
@@ -416,6 +423,33 @@ def _add_serve_command(commands: Any) -> None:
         help="allow this browser origin (repeatable); default: CORS off",
     )
     serve.add_argument(
+        "--resume-store",
+        metavar="URL",
+        help="where resumable streams are kept: 'memory' (default, this process) or "
+        "redis://HOST:PORT/DB (shared by every replica behind a load balancer)",
+    )
+    serve.add_argument(
+        "--resume-ttl",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="seconds a finished resumable stream can still be resumed (default 300)",
+    )
+    serve.add_argument(
+        "--resume-max-streams",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="resumable streams held at once; past it, new ones get 503 (default 1000)",
+    )
+    serve.add_argument(
+        "--resume-max-bytes",
+        type=int,
+        default=64 * 1024 * 1024,
+        metavar="N",
+        help="bytes of records the resume store holds (default 64 MiB)",
+    )
+    serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
     serve.set_defaults(run=_cmd_serve)
@@ -517,6 +551,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             request_timeout=args.request_timeout,
             keepalive=args.keepalive,
             cors_origins=tuple(args.cors_origin),
+            resume_store=args.resume_store,
+            resume_ttl=args.resume_ttl,
+            resume_max_streams=args.resume_max_streams,
+            resume_max_bytes=args.resume_max_bytes,
         )
     except ValueError as exc:
         return _fail(args, str(exc), "usage")

@@ -231,3 +231,24 @@ async def test_a_tool_schema_the_engine_cannot_enforce_is_a_400_naming_it(
     error = caught.value
     assert error.status == 400 and error.param == "tools[1].function.parameters"
     assert "'not'" in error.message and "/properties/why/not" in error.message
+
+
+@pytest.mark.anyio
+async def test_every_generation_path_turns_text_into_calls() -> None:
+    """Serial and batched generation both end in `_calls`: text in, calls and a
+    "tool_calls" finish out."""
+    from openbrace.engines.base import Usage
+    from openbrace.engines.local.engine import _calls
+
+    async def text() -> Any:
+        for piece in ['<tool_call>{"name":"lookup","argu', 'ments":{"order_id":"A"}}</tool_call>']:
+            yield piece
+        yield Finish("stop", Usage(3, 9))
+
+    items = [item async for item in _calls(text())]
+    assert items[-1] == Finish("tool_calls", Usage(3, 9))
+    builder = CallBuilder()
+    for item in items[:-1]:
+        builder.add(item)
+    (call,) = builder.calls()
+    assert (call.name, json.loads(call.arguments)) == ("lookup", {"order_id": "A"})

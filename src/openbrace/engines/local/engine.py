@@ -17,6 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -191,26 +192,33 @@ class LocalEngine(Engine):
         options = self._options(request)
         loaded = await anyio.to_thread.run_sync(self._loaded)
         sequence = await anyio.to_thread.run_sync(self._sequence, loaded, request, options)
-        if loaded.scheduler is not None:
-            async for item in _batched(loaded.scheduler, sequence):
-                yield item
+        items: AsyncIterator[str | Finish] = (
+            self._serial(loaded, sequence)
+            if loaded.scheduler is None
+            else _batched(loaded.scheduler, sequence)
+        )
+        if not request.calls_allowed:
+            async with aclosing(items):  # type: ignore[type-var]
+                async for item in items:
+                    yield item
             return
+        async with aclosing(items):  # type: ignore[type-var]
+            async for piece in _calls(items):
+                yield piece
+
+    async def _serial(self, loaded: _Loaded, sequence: Sequence) -> AsyncIterator[str | Finish]:
+        """Run `sequence` alone on the model, one step per worker-thread call."""
         async with _held(self._run_lock):
             if loaded is not self._model:  # aclose() ran while this request waited
                 raise EngineUnavailableError("the engine was closed")
-            calls = CallParser() if request.calls_allowed else None
             text = await anyio.to_thread.run_sync(self._prefill, loaded.model, sequence)
             while True:
                 if text:
-                    for item in calls.feed(text) if calls is not None else (text,):
-                        yield item
+                    yield text
                 if sequence.reason is not None:
                     break
                 text = await anyio.to_thread.run_sync(self._step, loaded.model, sequence)
-        reason = sequence.reason
-        if calls is not None and calls.calls and reason == "stop":
-            reason = "tool_calls"
-        yield Finish(reason, Usage(len(sequence.prompt), sequence.produced))
+        yield Finish(sequence.reason, Usage(len(sequence.prompt), sequence.produced))
 
     def _options(self, request: GenerationRequest) -> _Options:
         """Check the request against this engine; raises before any work."""
@@ -374,6 +382,20 @@ class _Options:
     temperature: float
     top_p: float
     instruct: bool
+
+
+async def _calls(items: AsyncIterator[str | Finish]) -> AsyncIterator[str | ToolCallDelta | Finish]:
+    """The model's text under the tool grammar -> content and `ToolCallDelta`s; the finish
+    reason becomes "tool_calls" when the model called."""
+    calls = CallParser()
+    async for item in items:
+        if isinstance(item, Finish):
+            if calls.calls and item.reason == "stop":
+                item = Finish("tool_calls", item.usage)
+            yield item
+            return
+        for piece in calls.feed(item):
+            yield piece
 
 
 async def _batched(scheduler: Scheduler, sequence: Sequence) -> AsyncIterator[str | Finish]:

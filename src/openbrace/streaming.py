@@ -191,8 +191,10 @@ class MessageOps:
         """The ops `item` (text or a `ToolCallDelta`) completed."""
         ops = self._open()
         if isinstance(item, str):
-            if item and self._calls:
-                raise InvalidOutputError("the model wrote text after a tool call")
+            if self._calls:
+                if item.strip():  # whitespace between calls is layout, not content
+                    raise InvalidOutputError("the model wrote text after a tool call")
+                return ops
             self._content.append(item)
             if self._partial and item:
                 ops.append({"partial": {"path": "/content", "text": item}})

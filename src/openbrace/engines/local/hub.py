@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..base import EngineUnavailableError
+from ...exceptions import HubError
 from .catalog import CATALOG
 from .files import is_gguf
 
@@ -38,13 +38,6 @@ __all__ = ["HubError", "HubRef", "hub_file", "parse_ref", "select_gguf"]
 DEFAULT_QUANT = "Q4_K_M"
 _SPLIT = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
 _REPO = re.compile(r"^[\w.-]+/[\w.-]+$")
-
-
-class HubError(EngineUnavailableError):
-    """A GGUF could not be had from the Hub or the cache; the message says why, in one line."""
-
-    def __init__(self, message: str):
-        super().__init__(message, code="model_unavailable")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ running the same model file. The binary is built once, from the llama.cpp tree
 inside the llama-cpp-python sdist of the installed version (the same llama.cpp the
 engine runs), and cached:
 
-    ~/.cache/openbrace/llama-server/<version>/sdist/   the sdist (pip's cache or PyPI)
+    ~/.cache/openbrace/llama-server/<version>/sdist/   the sdist ($LLAMA_CPP_SDIST, or pip download)
     ~/.cache/openbrace/llama-server/<version>/src/     its unpacked tree
     ~/.cache/openbrace/llama-server/<version>/build/   cmake build; bin/llama-server
 
@@ -70,19 +70,22 @@ def _unpacked(root: Path) -> Path:
 
 
 def _sdist(folder: Path, version: str) -> Path:
-    """The sdist: already downloaded, else fetched by pip (from its cache when it has it)."""
-    found = sorted(folder.glob(f"{_NAME}-{version}.tar.gz"))
-    if found:
-        return found[0]
+    """The sdist: $LLAMA_CPP_SDIST, or already in `folder`, else `pip download`ed."""
+    given = os.environ.get("LLAMA_CPP_SDIST")
+    if given:
+        return Path(given)
+    target = folder / f"{_NAME}-{version}.tar.gz"
+    if target.is_file():
+        return target
     folder.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
+    subprocess.run(  # pip's own cache answers when it has the file
         [
             *(sys.executable, "-m", "pip", "download", f"llama-cpp-python=={version}"),
-            *("--no-deps", "--no-binary", ":all:", "--no-build-isolation", "-d", str(folder)),
+            *("--no-deps", "--no-binary", ":all:", "-d", str(folder)),
         ],
         check=True,
     )
-    return next(folder.glob(f"{_NAME}-{version}.tar.gz"))
+    return target
 
 
 def _free_port() -> int:

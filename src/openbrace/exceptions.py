@@ -7,7 +7,7 @@ OpenBraceError
 ├── RequestError            refused before any op (server side): `status`, `type`, `param`, `code`
 │   ├── EngineRequestError      the engine refuses it (unknown model, unsupported field): a 4xx
 │   └── EngineUnavailableError  the engine cannot serve now (model not loadable, upstream down)
-│       └── HubError                a GGUF could not be had from the Hugging Face Hub or its cache
+│       └── HubError                a GGUF could not be had from the Hub or the cache: one line why
 ├── PatchStreamError        (client) the server answered a non-200 status: `status_code`, `body`
 ├── ProtocolError           (client) a frame that is not valid NDJSON/SSE, or a stream cut mid-frame
 ├── TransportError          (client) the request or its answer did not get through: `url`

@@ -166,6 +166,11 @@ def test_pull_then_serve_from_the_cache_without_the_hub(
         assert _models(port) == [REPO]
     finally:
         stop_process(serve)
+    gone = {**env, "HF_ENDPOINT": "http://127.0.0.1:9"}
+    listed = _cli("models", "-hf", REPO, env=gone)
+    assert listed.stdout.split() == [REPO], listed.stderr
+    generated = _cli("generate", "-hf", REPO, "-s", json.dumps(SCHEMA), "Charged twice", env=gone)
+    assert json.loads(generated.stdout)["intent"] in ("billing", "technical"), generated.stderr
     assert hub.requests == []
 
 

@@ -28,7 +28,7 @@ from tests.support.process import stop_process
 
 from .data import TICKET, TICKET_PROMPT
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.model]
 
 MOVIE = {
     "type": "object",
@@ -175,6 +175,19 @@ async def test_a_bad_request_during_a_batch_is_refused_without_touching_it(
     for (text, finish), (schema, _) in zip(await asyncio.gather(*tasks), ASKS, strict=True):
         assert finish.reason == "stop"
         _check_document(text, schema)
+
+
+async def test_tool_calls_come_out_of_the_batch(engine: LocalEngine) -> None:
+    """Tool-call requests batched together: each a valid call, finish reason tool_calls."""
+    from .test_tools import generate, request, valid_call
+
+    results = await asyncio.gather(
+        *(generate(engine, request(tool_choice="required", seed=i)) for i in range(3))
+    )
+    for content, calls, finish in results:
+        assert content == "" and finish.reason == "tool_calls" and calls
+        for call in calls:
+            valid_call(call)
 
 
 async def test_a_shared_system_prompt_is_evaluated_once(engine: LocalEngine) -> None:

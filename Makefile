@@ -30,7 +30,7 @@ system-deps:
 	@.ci/system-deps
 
 test: $(VENV)/.dev system-deps
-	$(PY) -m ruff check src tests benchmarks examples docs
+	$(PY) -m ruff check src tests benchmarks examples docs/*.py
 	$(PY) -m mypy
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 	$(PY) -m pytest
@@ -43,6 +43,6 @@ bench: $(VENV)/.dev
 	$(PY) -m benchmarks
 
 lint: $(VENV)/.dev
-	$(PY) -m ruff check src tests benchmarks examples docs
-	$(PY) -m ruff format --check src tests benchmarks examples docs
+	$(PY) -m ruff check src tests benchmarks examples docs/*.py
+	$(PY) -m ruff format --check src tests benchmarks examples docs/*.py
 	$(PY) -m mypy

@@ -238,8 +238,6 @@ def _report(results: list[Level], threads: int) -> str:
                 ],
                 rows,
             ),
-            "",
-            "![aggregate tokens/s and first field by streams](parallel.png)",
         ]
     )
 

@@ -3,9 +3,9 @@
     .venv/bin/python docs/screenshots.py            # docs/live.png and docs/playground.png
     .venv/bin/python docs/screenshots.py live       # only one of them
 
-- live.png: `openbrace stream --live` on the ticket schema, drawn by the real
-  `LiveView` into a recording rich console, exported as SVG and rasterised by
-  Chromium.
+- live.png: `openbrace stream --live` on the ticket schema (with the demo's system
+  prompt), drawn by the real `LiveView` into a recording rich console, exported as
+  SVG and rasterised by Chromium.
 - playground.png: `openbrace serve` on a free loopback port, the playground page
   driven by Playwright in the system's Chromium (`make system-deps`): the
   early-routing scenario, run to the end.
@@ -56,19 +56,21 @@ async def live_svg() -> str:
     from rich.console import Console
 
     from openbrace import AsyncClient
+    from openbrace.engines.local import default_engine
     from openbrace.live import LiveView
 
     console = Console(record=True, width=100, file=open(os.devnull, "w"))  # noqa: SIM115
     view = LiveView(TICKET_SCHEMA, title=MODEL, console=console)
-    async with AsyncClient() as client:
+    async with AsyncClient() as client:  # as `openbrace stream --live` does in-process
         events = client.stream(
             model=MODEL,
             input=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": TICKET}],
             response_format=TICKET_SCHEMA,
             max_tokens=200,
             seed=1,
+            partial_strings=True,
         )
-        await view.run(events)
+        await view.run(events, loading=default_engine().load())
     return console.export_svg(title="openbrace stream --live")
 
 

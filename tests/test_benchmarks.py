@@ -197,3 +197,24 @@ def test_stat_reports_median_spread_and_quantiles() -> None:
     assert stat.quantile(0.99) == 99.0
     assert stat.quantile(0.5) == 50.0
     assert "n=100" in stat.spread()
+
+
+def test_sane_reply_refuses_loops_and_one_word_answers() -> None:
+    from benchmarks.quality import sane_reply
+
+    assert sane_reply("Sorry about the double charge, we will refund it today.")
+    assert not sane_reply("yes")
+    assert not sane_reply("I am here to help you. " * 4)
+
+
+@pytest.mark.model
+def test_quality_smoke_scores_the_shipped_model(local_engine: Any) -> None:
+    """Every score is a share, on the real model, and the table says which level is best."""
+    from benchmarks.quality import _section, measure
+
+    result = measure(local_engine, smoke=True)
+    scores = result["levels"]["none"]
+    assert result["family"] == "smollm2"
+    assert all(0 <= value <= 1 for value in scores.values())
+    assert scores["valid"] > 0  # the grammar makes the documents valid
+    assert "| instruct |" in _section({"shipped": result}).body

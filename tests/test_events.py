@@ -1,4 +1,4 @@
-"""PatchEvent, Document and apply_add: SPEC section 6 and the issue's additions."""
+"""PatchEvent, Document and apply_add: SPEC section 6, immutable snapshots, pointer handling."""
 
 from __future__ import annotations
 

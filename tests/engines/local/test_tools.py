@@ -233,22 +233,18 @@ async def test_a_tool_schema_the_engine_cannot_enforce_is_a_400_naming_it(
     assert "'not'" in error.message and "/properties/why/not" in error.message
 
 
+@pytest.mark.model
 @pytest.mark.anyio
-async def test_every_generation_path_turns_text_into_calls() -> None:
-    """Serial and batched generation both end in `_calls`: text in, calls and a
-    "tool_calls" finish out."""
-    from openbrace.engines.base import Usage
-    from openbrace.engines.local.engine import _calls
+async def test_a_batched_engine_makes_the_same_kind_of_calls() -> None:
+    """Calls are parsed from a scheduler's sequence exactly as from a lone one."""
+    from openbrace.engines.local import LocalEngine
 
-    async def text() -> Any:
-        for piece in ['<tool_call>{"name":"lookup","argu', 'ments":{"order_id":"A"}}</tool_call>']:
-            yield piece
-        yield Finish("stop", Usage(3, 9))
-
-    items = [item async for item in _calls(text())]
-    assert items[-1] == Finish("tool_calls", Usage(3, 9))
-    builder = CallBuilder()
-    for item in items[:-1]:
-        builder.add(item)
-    (call,) = builder.calls()
-    assert (call.name, json.loads(call.arguments)) == ("lookup", {"order_id": "A"})
+    engine = LocalEngine(parallel=2, weights="file")
+    try:
+        named = {"type": "function", "function": {"name": "cancel"}}
+        content, calls, finish = await generate(engine, request(tool_choice=named))
+    finally:
+        await engine.aclose()
+    (call,) = calls
+    assert content == "" and call.name == "cancel" and finish.reason == "tool_calls"
+    assert list(valid_call(call)) == ["order_id", "why"]

@@ -174,6 +174,12 @@ def _partial_strings(out_dir: Path, *, smoke: bool = False) -> Section:
     return Section("1c. Partial strings: emitter cost on vs off (issue 13)", body, [], goals)
 
 
+def _tools(out_dir: Path, *, smoke: bool = False) -> Section:
+    from . import tools
+
+    return tools.run(out_dir, smoke=smoke)
+
+
 def _resume(out_dir: Path, *, smoke: bool = False) -> Section:
     from . import resume
 
@@ -191,6 +197,7 @@ BENCHMARKS: dict[str, Callable[..., Section]] = {
     "parallel": _parallel,
     "quality": _quality,
     "resume": _resume,
+    "tools": _tools,
 }
 
 

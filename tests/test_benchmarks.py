@@ -76,6 +76,18 @@ def test_generation_smoke_runs_the_real_model(local_engine: Any, tmp_path: Path)
         assert f"| {config} |" in results
 
 
+@pytest.mark.model
+def test_tools_smoke_times_the_first_argument_before_the_whole_call(
+    local_engine: Any, tmp_path: Path
+) -> None:
+    from benchmarks import tools
+
+    section = tools.run(tmp_path, smoke=True, engine=local_engine)
+    assert "| first argument (`order_id`) op |" in section.body
+    ((_, figure, verdict),) = section.summary
+    assert verdict == "met" and figure.endswith("earlier")
+
+
 def test_examples_provide_the_five_schemas() -> None:
     from benchmarks.generation import load_examples
 

@@ -116,6 +116,12 @@ def _emitter(out_dir: Path, *, smoke: bool = False) -> Section:
     )
 
 
+def _quality(out_dir: Path, *, smoke: bool = False) -> Section:
+    from . import quality
+
+    return quality.run(out_dir, smoke=smoke)
+
+
 def _partial_strings(out_dir: Path, *, smoke: bool = False) -> Section:
     """Issue 13's figure: the emitter with partial strings on vs off, 1 KB to 1 MB."""
     from . import emitter
@@ -168,6 +174,18 @@ def _partial_strings(out_dir: Path, *, smoke: bool = False) -> Section:
     return Section("1c. Partial strings: emitter cost on vs off (issue 13)", body, [], goals)
 
 
+def _tools(out_dir: Path, *, smoke: bool = False) -> Section:
+    from . import tools
+
+    return tools.run(out_dir, smoke=smoke)
+
+
+def _resume(out_dir: Path, *, smoke: bool = False) -> Section:
+    from . import resume
+
+    return resume.run(out_dir, smoke=smoke)
+
+
 BENCHMARKS: dict[str, Callable[..., Section]] = {
     "extraction": extraction.run,
     "emitter": _emitter,
@@ -177,6 +195,9 @@ BENCHMARKS: dict[str, Callable[..., Section]] = {
     "generation": _generation,
     "server": server.run,
     "parallel": _parallel,
+    "quality": _quality,
+    "resume": _resume,
+    "tools": _tools,
 }
 
 

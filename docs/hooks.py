@@ -3,7 +3,8 @@
 - `on_config`: drop nav entries whose page does not exist (yet): pages written on
   other branches are listed in mkdocs.yml before they land.
 - `on_page_markdown`: the `<!-- benchmarks/RESULTS.md -->` marker becomes that file,
-  its headings one level down and its plots linked from the site.
+  its headings one level down and its plots linked from the site; a link to
+  `../benchmarks/RESULTS.md` (right on GitHub) points at that page instead.
 - `on_files`: the plots RESULTS.md shows, copied into the site.
 """
 
@@ -45,7 +46,11 @@ def on_files(files: Files, config: Any) -> Files:
     return files
 
 
+RESULTS_LINK = re.compile(r"\]\((?:\.\./)+benchmarks/RESULTS\.md(#[^)]*)?\)")
+
+
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str:
+    markdown = RESULTS_LINK.sub(r"](benchmarks.md\1)", markdown)
     if MARKER not in markdown:
         return markdown
     results = RESULTS.read_text(encoding="utf-8")

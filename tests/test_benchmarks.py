@@ -76,6 +76,18 @@ def test_generation_smoke_runs_the_real_model(local_engine: Any, tmp_path: Path)
         assert f"| {config} |" in results
 
 
+@pytest.mark.model
+def test_tools_smoke_times_the_first_argument_before_the_whole_call(
+    local_engine: Any, tmp_path: Path
+) -> None:
+    from benchmarks import tools
+
+    section = tools.run(tmp_path, smoke=True, engine=local_engine)
+    assert "| first argument (`order_id`) op |" in section.body
+    ((_, figure, verdict),) = section.summary
+    assert verdict == "met" and figure.endswith("earlier")
+
+
 def test_examples_provide_the_five_schemas() -> None:
     from benchmarks.generation import load_examples
 
@@ -197,3 +209,24 @@ def test_stat_reports_median_spread_and_quantiles() -> None:
     assert stat.quantile(0.99) == 99.0
     assert stat.quantile(0.5) == 50.0
     assert "n=100" in stat.spread()
+
+
+def test_sane_reply_refuses_loops_and_one_word_answers() -> None:
+    from benchmarks.quality import sane_reply
+
+    assert sane_reply("Sorry about the double charge, we will refund it today.")
+    assert not sane_reply("yes")
+    assert not sane_reply("I am here to help you. " * 4)
+
+
+@pytest.mark.model
+def test_quality_smoke_scores_the_shipped_model(local_engine: Any) -> None:
+    """Every score is a share, on the real model, and the table says which level is best."""
+    from benchmarks.quality import _section, measure
+
+    result = measure(local_engine, smoke=True)
+    scores = result["levels"]["none"]
+    assert result["family"] == "smollm2"
+    assert all(0 <= value <= 1 for value in scores.values())
+    assert scores["valid"] > 0  # the grammar makes the documents valid
+    assert "| instruct |" in _section({"shipped": result}).body

@@ -44,6 +44,7 @@ def test_demo_streams_each_field_with_its_time_then_the_total() -> None:
     jsonschema.validate(document, DEMO_SCHEMA)
     total = re.search(r"document complete in (\d+) ms", done.stdout)
     assert total is not None and int(total.group(1)) >= times[-1]
+    assert "openbrace demo -hf qwen2.5-0.5b" in done.stdout  # how to get a better model
 
 
 @pytest.mark.model

@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_client_commands(commands)
     _add_serve_command(commands)
     _add_demo_command(commands)
+    _add_pull_command(commands)
     return parser
 
 
@@ -56,6 +57,7 @@ def _add_client_commands(commands: Any) -> None:
         "--base-url", help=f"a server (default $OPENBRACE_BASE_URL; {_ENGINE_HINT})"
     )
     client.add_argument("--api-key", help="the server's API key (default $OPENBRACE_API_KEY)")
+    _add_hub_options(client)
     request = argparse.ArgumentParser(add_help=False, parents=[client])
     request.add_argument(
         "-m",
@@ -81,6 +83,12 @@ def _add_client_commands(commands: Any) -> None:
     request.add_argument("--max-tokens", type=int, help="stop after this many tokens")
     request.add_argument("--temperature", type=float)
     request.add_argument("--seed", type=int)
+    request.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="do not ask a server for a resumable stream (by default a dropped connection "
+        "is resumed where it stopped)",
+    )
 
     stream = commands.add_parser(
         "stream", parents=[request], help="print the JSON Patch ops as they arrive, one per line"
@@ -97,9 +105,11 @@ def _add_client_commands(commands: Any) -> None:
     commands.add_parser("generate", parents=[request], help="print the final JSON").set_defaults(
         run=_cmd_generate
     )
-    commands.add_parser("models", parents=[client], help="list the models").set_defaults(
-        run=_cmd_models
+    models = commands.add_parser("models", parents=[client], help="list the models")
+    models.add_argument(
+        "--catalog", action="store_true", help="list the Hub GGUFs known by alias (-hf ALIAS)"
     )
+    models.set_defaults(run=_cmd_models)
     schema = commands.add_parser("schema", help="work with JSON Schemas")
     schema_commands = schema.add_subparsers(dest="schema_command", required=True)
     check = schema_commands.add_parser(
@@ -132,6 +142,11 @@ def _tools(args: argparse.Namespace) -> list[Any] | None:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    if args.catalog:
+        from .engines.local.catalog import catalog_lines
+
+        print("\n".join(catalog_lines()))
+        return 0
     return _run_client(args, _models(args))
 
 
@@ -207,6 +222,11 @@ def _prompt(args: argparse.Namespace) -> str:
 def _client(args: argparse.Namespace) -> Any:
     from .client import AsyncClient
 
+    engine = _hub_engine(args)
+    if engine is not None:
+        if args.base_url:
+            raise InvalidRequestError("-hf runs the model in this process: drop --base-url")
+        return AsyncClient(engine=engine)
     return AsyncClient(api_key=args.api_key, base_url=args.base_url)
 
 
@@ -221,6 +241,7 @@ def _request(args: argparse.Namespace, model: str, schema: Any, prompt: str) -> 
         "max_tokens": args.max_tokens,
         "temperature": args.temperature,
         "seed": args.seed,
+        "resumable": not args.no_resume,  # no effect in-process
     }
     if args.tool:
         request.update(tools=_tools(args), tool_choice=args.tool_choice)
@@ -345,6 +366,7 @@ def _add_serve_command(commands: Any) -> None:
         help="an OpenAI-compatible server to front (e.g. http://vllm:8000/v1)",
     )
     source.add_argument("--model-file", metavar="GGUF", help="serve this GGUF file locally")
+    _add_hub_options(serve, group=source)
     serve.add_argument(
         "--upstream-key",
         metavar="KEY",
@@ -399,6 +421,33 @@ def _add_serve_command(commands: Any) -> None:
         default=[],
         metavar="ORIGIN",
         help="allow this browser origin (repeatable); default: CORS off",
+    )
+    serve.add_argument(
+        "--resume-store",
+        metavar="URL",
+        help="where resumable streams are kept: 'memory' (default, this process) or "
+        "redis://HOST:PORT/DB (shared by every replica behind a load balancer)",
+    )
+    serve.add_argument(
+        "--resume-ttl",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="seconds a finished resumable stream can still be resumed (default 300)",
+    )
+    serve.add_argument(
+        "--resume-max-streams",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="resumable streams held at once; past it, new ones get 503 (default 1000)",
+    )
+    serve.add_argument(
+        "--resume-max-bytes",
+        type=int,
+        default=64 * 1024 * 1024,
+        metavar="N",
+        help="bytes of records the resume store holds (default 64 MiB)",
     )
     serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
@@ -482,7 +531,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         parallel = args.parallel or 1
         if parallel < 1:
             return _fail(args, "--parallel must be at least 1", "usage")
-        engine = (
+        engine = _hub_engine(args, args.model_id, parallel=parallel) or (
             LocalEngine(args.model_file, args.model_id, parallel=parallel)
             if args.model_file or args.model_id or parallel > 1
             else default_engine()
@@ -502,6 +551,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             request_timeout=args.request_timeout,
             keepalive=args.keepalive,
             cors_origins=tuple(args.cors_origin),
+            resume_store=args.resume_store,
+            resume_ttl=args.resume_ttl,
+            resume_max_streams=args.resume_max_streams,
+            resume_max_bytes=args.resume_max_bytes,
         )
     except ValueError as exc:
         return _fail(args, str(exc), "usage")
@@ -544,6 +597,14 @@ DEMO_SYSTEM = (
 )
 
 
+DEMO_BETTER_MODEL = (
+    "\nThis is a 135M-parameter model: quick, offline, and often wrong. For answers a person\n"
+    "can read, try a larger GGUF from the Hugging Face Hub (downloaded once, ~0.5 GB):\n"
+    "  openbrace demo -hf qwen2.5-0.5b\n"
+    "`openbrace models --catalog` lists more; docs/models.md says how they compare."
+)
+
+
 def _add_demo_command(commands: Any) -> None:
     demo = commands.add_parser(
         "demo",
@@ -554,6 +615,7 @@ def _add_demo_command(commands: Any) -> None:
     demo.add_argument("ticket", nargs="?", default=DEMO_TICKET, help="the ticket text")
     demo.add_argument("--seed", type=int, default=1, help="sampling seed (default 1)")
     demo.add_argument("--max-tokens", type=int, default=200, help="token budget (default 200)")
+    _add_hub_options(demo)
     demo.set_defaults(run=_cmd_demo)
 
 
@@ -566,10 +628,11 @@ async def _demo(args: argparse.Namespace) -> int:
     import time
 
     from .client import AsyncClient
-    from .engines.local import DEFAULT_MODEL_ID, default_engine
+    from .engines.local import default_engine
 
-    engine = default_engine()
-    print(f"openbrace demo: {DEFAULT_MODEL_ID}, embedded (no server, no key, no network)")
+    hub = _hub_engine(args)
+    engine = hub or default_engine()
+    print(f"openbrace demo: {engine.model_id}, embedded (no server, no key, no network)")
     print(f"ticket: {args.ticket}", flush=True)
     started = time.perf_counter()
     await engine.load()
@@ -578,7 +641,7 @@ async def _demo(args: argparse.Namespace) -> int:
     client = AsyncClient(engine=engine)  # in-process: no base_url, whatever the environment
     started = time.perf_counter()
     async with client.stream(
-        model=DEFAULT_MODEL_ID,
+        model=engine.model_id,
         input=[
             {"role": "system", "content": DEMO_SYSTEM},
             {"role": "user", "content": args.ticket},
@@ -594,6 +657,55 @@ async def _demo(args: argparse.Namespace) -> int:
                 print(f"  {elapsed:7.0f} ms  {event.field:<8} {value}", flush=True)
     total = (time.perf_counter() - started) * 1e3
     print(f"\ndocument complete in {total:.0f} ms", flush=True)
+    if hub is None:
+        print(DEMO_BETTER_MODEL, flush=True)
+    return 0
+
+
+# -- the Hugging Face Hub: -hf on every command that runs the embedded engine, and pull ---
+
+
+def _add_hub_options(parser: Any, group: Any = None) -> None:
+    (group or parser).add_argument(
+        "-hf",
+        "--hf-repo",
+        metavar="OWNER/REPO[:QUANT]",
+        help="run a GGUF from the Hugging Face Hub (downloaded once into the HF cache; "
+        "QUANT picks the file, default Q4_K_M), or a catalog alias (models --catalog)",
+    )
+    parser.add_argument("--hf-file", metavar="FILE", help="with --hf-repo: this exact GGUF file")
+
+
+def _hub_engine(args: argparse.Namespace, model_id: str | None = None, **options: Any) -> Any:
+    """A LocalEngine on the -hf model, or None without -hf; `options` go to its constructor."""
+    if getattr(args, "hf_file", None) and not args.hf_repo:
+        raise InvalidRequestError("--hf-file needs --hf-repo OWNER/REPO")
+    if not getattr(args, "hf_repo", None):
+        return None
+    from .engines.local import LocalEngine
+
+    return LocalEngine.from_hub(args.hf_repo, filename=args.hf_file, model_id=model_id, **options)
+
+
+def _add_pull_command(commands: Any) -> None:
+    pull = commands.add_parser(
+        "pull",
+        help="download a GGUF from the Hugging Face Hub into its cache, verified",
+        description="Download OWNER/REPO[:QUANT] (or a catalog alias) into the Hugging Face "
+        "cache and check it against the Hub's sha256, so later commands start offline.",
+    )
+    pull.add_argument("repo", metavar="OWNER/REPO[:QUANT]")
+    pull.add_argument("--hf-file", metavar="FILE", help="this exact GGUF file of the repo")
+    pull.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    pull.set_defaults(run=_cmd_pull)
+
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    from .engines.local.hub import hub_file, parse_ref
+
+    ref = parse_ref(args.repo, args.hf_file)
+    path = hub_file(ref, progress=True)
+    print(f"{ref}: {path}")
     return 0
 
 

@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
@@ -51,6 +52,7 @@ from .exceptions import (
     TransportError,
     error_class,
 )
+from .reconnect import RETRIABLE_STATUS, Reconnect
 from .schema import to_json_schema
 from .tools import parsed_calls, tool_fields
 
@@ -94,7 +96,7 @@ class _RecordReader:
     `partial_strings` (and are ignored otherwise, like any record not asked for).
     """
 
-    __slots__ = ("document", "done", "finished", "partial_strings", "texts")
+    __slots__ = ("document", "done", "finished", "partial_strings", "replayed", "texts")
 
     def __init__(self, partial_strings: bool = False) -> None:
         self.document = Document()
@@ -102,6 +104,13 @@ class _RecordReader:
         self.finished = False
         self.partial_strings = partial_strings
         self.texts: dict[str, list[str]] = {}  # pieces of the strings being written
+        self.replayed: set[str] = set()  # strings a resume re-sends whole (see `resume`)
+
+    def resume(self) -> None:
+        """The next records come from a resume: its first partial record for a string in
+        progress holds that string's whole text so far, of which only the part not yet
+        delivered becomes an event (each piece of text reaches the consumer once)."""
+        self.replayed = set(self.texts)
 
     def read(self, record: dict[str, Any]) -> Event | None:
         if "op" in record:
@@ -121,7 +130,7 @@ class _RecordReader:
             self.done = record["done"] if isinstance(record["done"], dict) else {}
         return None
 
-    def _text(self, body: Any) -> TextEvent:
+    def _text(self, body: Any) -> TextEvent | None:
         if (
             not isinstance(body, dict)
             or not isinstance(body.get("path"), str)
@@ -130,6 +139,13 @@ class _RecordReader:
             raise ProtocolError(f"a partial record is not {{path, text}}: {body!r:.80}")
         path, text = body["path"], body["text"]
         pieces = self.texts.setdefault(path, [])
+        if path in self.replayed:
+            self.replayed.discard(path)
+            delivered = "".join(pieces)
+            if text.startswith(delivered):
+                text = text[len(delivered) :]
+            if not text:
+                return None
         pieces.append(text)
         return TextEvent(path, text, pieces)
 
@@ -152,11 +168,19 @@ class _PatchDecoder:
     record raises right after the events before it, so nothing delivered is lost.
     """
 
-    def __init__(self, framing: Framing, partial_strings: bool = False) -> None:
+    def __init__(
+        self,
+        framing: Framing,
+        partial_strings: bool = False,
+        *,
+        reader: _RecordReader | None = None,
+        first_id: int = 0,
+    ) -> None:
         self._framing = framing
-        self._wire = wire.SSEDecoder() if framing == "sse" else wire.NDJSONDecoder()
-        self._reader = _RecordReader(partial_strings)
-        self._seen_op = False
+        self._wire = wire.SSEDecoder(first_id) if framing == "sse" else wire.NDJSONDecoder()
+        # A resumed stream goes on building the document of the connection before it.
+        self._reader = _RecordReader(partial_strings) if reader is None else reader
+        self._seen_op = first_id > 0
 
     @property
     def finished(self) -> bool:
@@ -183,6 +207,28 @@ class _PatchDecoder:
                 yield event
             if self._reader.finished:
                 return
+
+
+def _retry_delay(exc: Exception, state: Reconnect, reader: _RecordReader) -> float | None:
+    """Seconds before resuming after `exc`, or None when `exc` is final."""
+    if reader.finished:
+        return None
+    if isinstance(exc, PatchStreamError) and exc.status_code not in RETRIABLE_STATUS:
+        return None  # 404: the stream is gone (or was never resumable); 4xx: our fault
+    return state.next_delay()
+
+
+def _policy(resumable: bool | Reconnect) -> Reconnect:
+    """A fresh `Reconnect` for one stream: the default policy, or a copy of the one given."""
+    if isinstance(resumable, Reconnect):
+        return Reconnect(resumable.retries, resumable.backoff, resumable.max_delay)
+    return Reconnect()
+
+
+def _check_finished(reader: _RecordReader) -> None:
+    """A resumable stream always ends with `done` or `error`: without one it was cut."""
+    if not reader.finished:
+        raise ProtocolError("the stream ended without a done or error record")
 
 
 def _status_error(status: int, body: bytes) -> PatchStreamError:
@@ -334,6 +380,7 @@ class _BaseClient:
         seed: int | None,
         extra: dict[str, Any] | None,
         partial_strings: bool = False,
+        resumable: bool = False,
         tools: Sequence[Any] | None = None,
         tool_choice: Any = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -363,12 +410,15 @@ class _BaseClient:
             if value is not None:
                 body[key] = value
         body["stream"] = "patch"
+        options = body.get("stream_options")
+        options = dict(options) if isinstance(options, dict) else {}
         if partial_strings:
-            options = body.get("stream_options")
-            body["stream_options"] = {
-                **(options if isinstance(options, dict) else {}),
-                "partial_strings": True,
-            }
+            options["partial_strings"] = True
+        if resumable and not self.in_process:
+            # include_usage: NDJSON then ends with `done`, so a cut is told from the end.
+            options.update(resumable=True, include_usage=True)
+        if options:
+            body["stream_options"] = options
         return body, headers
 
     def _engine_events(
@@ -385,6 +435,15 @@ class _BaseClient:
         timeout: float,
     ) -> httpx.Request:
         """The patch-stream POST; built by `http` so that its own defaults apply too."""
+        return http.build_request(
+            "POST",
+            f"{self.base_url}/chat/completions",
+            json=body,
+            headers={**self._default_headers(), **headers},
+            timeout=httpx.Timeout(timeout),
+        )
+
+    def _default_headers(self) -> dict[str, str]:
         from . import __version__  # here: the package is fully imported by now
 
         defaults = {
@@ -393,11 +452,20 @@ class _BaseClient:
         }
         if self.api_key:
             defaults["Authorization"] = f"Bearer {self.api_key}"
+        return defaults
+
+    def _resume_request(
+        self,
+        http: httpx.Client | httpx.AsyncClient,
+        state: Reconnect,
+        headers: dict[str, str],
+        timeout: float,
+    ) -> httpx.Request:
+        """`GET /streams/{id}?after=N`: the rest of a resumable stream."""
         return http.build_request(
-            "POST",
-            f"{self.base_url}/chat/completions",
-            json=body,
-            headers={**defaults, **headers},
+            "GET",
+            f"{self.base_url}{state.path()}",
+            headers={**self._default_headers(), **headers},
             timeout=httpx.Timeout(timeout),
         )
 
@@ -558,6 +626,7 @@ class AsyncClient(_BaseClient):
         tools: Sequence[Any] | None = None,
         tool_choice: Any = None,
         partial_strings: Literal[False] = False,
+        resumable: bool | Reconnect = False,
     ) -> AsyncPatchStream[PatchEvent]: ...
 
     @overload
@@ -575,6 +644,7 @@ class AsyncClient(_BaseClient):
         tools: Sequence[Any] | None = None,
         tool_choice: Any = None,
         partial_strings: Literal[True],
+        resumable: bool | Reconnect = False,
     ) -> AsyncPatchStream[Event]: ...
 
     def stream(
@@ -591,6 +661,7 @@ class AsyncClient(_BaseClient):
         tools: Sequence[Any] | None = None,
         tool_choice: Any = None,
         partial_strings: bool = False,
+        resumable: bool | Reconnect = False,
     ) -> AsyncPatchStream[PatchEvent] | AsyncPatchStream[Event]:
         """Stream `PatchEvent`s as the model fills in a structured response.
 
@@ -604,6 +675,11 @@ class AsyncClient(_BaseClient):
             partial_strings: also yield a `TextEvent` for each piece of a string value
                 as it is written (`text`, and `so_far`); the string's `PatchEvent`
                 still follows with the whole value.
+            resumable: over HTTP, ask for a resumable stream and, if the connection
+                drops, resume it where it stopped (`openbrace.reconnect`: up to 5
+                attempts in a row, backing off from 0.25 s): every event still arrives
+                exactly once. A `Reconnect(retries=, backoff=, max_delay=)` sets the
+                policy. In-process there is no connection to lose: no effect.
 
         Returns:
             An `AsyncPatchStream` (iterate it; `async with` closes it for sure).
@@ -624,11 +700,17 @@ class AsyncClient(_BaseClient):
             seed=seed,
             extra=extra,
             partial_strings=partial_strings,
+            resumable=resumable is not False,
             tools=tools,
             tool_choice=tool_choice,
         )
         if self.in_process:
             return AsyncPatchStream(self._engine_events(body, partial_strings))
+        if resumable is not False:
+            events = self._resumable_events(
+                body, headers, timeout, _policy(resumable), partial_strings
+            )
+            return AsyncPatchStream(events)
         return AsyncPatchStream(self._http_events(body, headers, timeout, partial_strings))
 
     async def generate(
@@ -642,6 +724,7 @@ class AsyncClient(_BaseClient):
         seed: int | None = None,
         timeout: float = 60.0,
         extra: dict[str, Any] | None = None,
+        resumable: bool | Reconnect = False,
         tools: Sequence[Any] | None = None,
         tool_choice: Any = None,
         **more: Any,
@@ -661,6 +744,7 @@ class AsyncClient(_BaseClient):
             seed=seed,
             timeout=timeout,
             extra={**(extra or {}), **more},
+            resumable=resumable,
             tools=tools,
             tool_choice=tool_choice,
         )
@@ -693,6 +777,60 @@ class AsyncClient(_BaseClient):
                         return
             for event in decoder.close():
                 yield event
+        finally:
+            await response.aclose()
+
+    async def _resumable_events(
+        self,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        timeout: float,
+        state: Reconnect,
+        partial_strings: bool = False,
+    ) -> AsyncIterator[Event]:
+        """`_http_events`, resuming the stream after a drop (`openbrace.reconnect`)."""
+        http = self._http_client()
+        reader = _RecordReader(partial_strings)
+        request = self._build_request(http, body, headers, timeout)
+        while True:
+            try:
+                async for event in self._one_connection(http, request, state, reader, timeout):
+                    if isinstance(event, PatchEvent):
+                        state.delivered()
+                    yield event
+                return
+            except (ProtocolError, TransportError, PatchStreamError) as exc:
+                delay = _retry_delay(exc, state, reader)
+                if delay is None:
+                    raise
+            await asyncio.sleep(delay)
+            request = self._resume_request(http, state, headers, timeout)
+            reader.resume()
+
+    async def _one_connection(
+        self,
+        http: httpx.AsyncClient,
+        request: httpx.Request,
+        state: Reconnect,
+        reader: _RecordReader,
+        timeout: float,
+    ) -> AsyncIterator[Event]:
+        with self._transport_errors(timeout):
+            response = await http.send(request, stream=True)
+        try:
+            with self._transport_errors(timeout, answered=True):
+                if response.status_code != 200:
+                    raise _status_error(response.status_code, await response.aread())
+                state.stream_id = state.stream_id or response.headers.get("x-stream-id")
+                decoder = _PatchDecoder(self.framing, reader=reader, first_id=state.ops)
+                async for chunk in response.aiter_bytes():
+                    for event in decoder.feed(chunk):
+                        yield event
+                    if decoder.finished:
+                        return
+            for event in decoder.close():
+                yield event
+            _check_finished(reader)
         finally:
             await response.aclose()
 
@@ -767,6 +905,7 @@ class Client(_BaseClient):
         tools: Sequence[Any] | None = None,
         tool_choice: Any = None,
         partial_strings: Literal[False] = False,
+        resumable: bool | Reconnect = False,
     ) -> Iterator[PatchEvent]: ...
 
     @overload
@@ -784,6 +923,7 @@ class Client(_BaseClient):
         tools: Sequence[Any] | None = None,
         tool_choice: Any = None,
         partial_strings: Literal[True],
+        resumable: bool | Reconnect = False,
     ) -> Iterator[Event]: ...
 
     def stream(
@@ -800,6 +940,7 @@ class Client(_BaseClient):
         tools: Sequence[Any] | None = None,
         tool_choice: Any = None,
         partial_strings: bool = False,
+        resumable: bool | Reconnect = False,
     ) -> Iterator[PatchEvent] | Iterator[Event]:
         """Stream `PatchEvent`s; same arguments and errors as `AsyncClient.stream`."""
         body, headers = self._prepare(
@@ -811,11 +952,15 @@ class Client(_BaseClient):
             seed=seed,
             extra=extra,
             partial_strings=partial_strings,
+            resumable=resumable is not False,
             tools=tools,
             tool_choice=tool_choice,
         )
         if self.in_process:
             return self._loop_thread().iterate(self._engine_events(body, partial_strings))
+        if resumable is not False:
+            policy = _policy(resumable)
+            return self._resumable_events(body, headers, timeout, policy, partial_strings)
         return self._http_events(body, headers, timeout, partial_strings)
 
     def generate(
@@ -829,6 +974,7 @@ class Client(_BaseClient):
         seed: int | None = None,
         timeout: float = 60.0,
         extra: dict[str, Any] | None = None,
+        resumable: bool | Reconnect = False,
         tools: Sequence[Any] | None = None,
         tool_choice: Any = None,
         **more: Any,
@@ -843,6 +989,7 @@ class Client(_BaseClient):
             seed=seed,
             timeout=timeout,
             extra={**(extra or {}), **more},
+            resumable=resumable,
             tools=tools,
             tool_choice=tool_choice,
         )
@@ -872,6 +1019,58 @@ class Client(_BaseClient):
                     if decoder.finished:
                         return
             yield from decoder.close()
+        finally:
+            response.close()
+
+    def _resumable_events(
+        self,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        timeout: float,
+        state: Reconnect,
+        partial_strings: bool = False,
+    ) -> Iterator[Event]:
+        """`_http_events`, resuming the stream after a drop (`openbrace.reconnect`)."""
+        http = self._http_client()
+        reader = _RecordReader(partial_strings)
+        request = self._build_request(http, body, headers, timeout)
+        while True:
+            try:
+                for event in self._one_connection(http, request, state, reader, timeout):
+                    if isinstance(event, PatchEvent):
+                        state.delivered()
+                    yield event
+                return
+            except (ProtocolError, TransportError, PatchStreamError) as exc:
+                delay = _retry_delay(exc, state, reader)
+                if delay is None:
+                    raise
+            time.sleep(delay)
+            request = self._resume_request(http, state, headers, timeout)
+            reader.resume()
+
+    def _one_connection(
+        self,
+        http: httpx.Client,
+        request: httpx.Request,
+        state: Reconnect,
+        reader: _RecordReader,
+        timeout: float,
+    ) -> Iterator[Event]:
+        with self._transport_errors(timeout):
+            response = http.send(request, stream=True)
+        try:
+            with self._transport_errors(timeout, answered=True):
+                if response.status_code != 200:
+                    raise _status_error(response.status_code, response.read())
+                state.stream_id = state.stream_id or response.headers.get("x-stream-id")
+                decoder = _PatchDecoder(self.framing, reader=reader, first_id=state.ops)
+                for chunk in response.iter_bytes():
+                    yield from decoder.feed(chunk)
+                    if decoder.finished:
+                        return
+            yield from decoder.close()
+            _check_finished(reader)
         finally:
             response.close()
 

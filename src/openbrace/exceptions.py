@@ -7,6 +7,7 @@ OpenBraceError
 ├── RequestError            refused before any op (server side): `status`, `type`, `param`, `code`
 │   ├── EngineRequestError      the engine refuses it (unknown model, unsupported field): a 4xx
 │   └── EngineUnavailableError  the engine cannot serve now (model not loadable, upstream down)
+│       └── HubError                a GGUF could not be had from the Hub or the cache: one line why
 ├── PatchStreamError        (client) the server answered a non-200 status: `status_code`, `body`
 ├── ProtocolError           (client) a frame that is not valid NDJSON/SSE, or a stream cut mid-frame
 ├── TransportError          (client) the request or its answer did not get through: `url`
@@ -36,6 +37,7 @@ __all__ = [
     "ConnectError",
     "EngineRequestError",
     "EngineUnavailableError",
+    "HubError",
     "InvalidOutputError",
     "InvalidRequestError",
     "InvalidSchemaError",
@@ -134,6 +136,13 @@ class EngineUnavailableError(RequestError):
 
     def __init__(self, message: str, *, status: int = 503, code: str = "engine_unavailable"):
         super().__init__(message, status=status, code=code)
+
+
+class HubError(EngineUnavailableError):
+    """A GGUF could not be had from the Hub or the cache; the message says why, in one line."""
+
+    def __init__(self, message: str):
+        super().__init__(message, code="model_unavailable")
 
 
 class PatchStreamError(OpenBraceError, RuntimeError):

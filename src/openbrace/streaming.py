@@ -50,7 +50,7 @@ from .exceptions import (
     StreamError,
 )
 
-__all__ = ["MessageOps", "Record", "patch_records"]
+__all__ = ["DocumentOps", "MessageOps", "Record", "patch_records"]
 
 Record = dict[str, Any]
 log = logging.getLogger("openbrace")
@@ -66,29 +66,20 @@ async def patch_records(
         first = await deltas.__anext__()  # pre-stream errors propagate from here
     except StopAsyncIteration:
         first = Finish()
-    if request.tools:
-        async with aclosing(deltas):  # type: ignore[type-var]
-            async for record in _message_records(deltas, first, request, partial_strings):
-                yield record
-        return
+    ops: DocumentOps | MessageOps = (
+        MessageOps(request, partial_strings=partial_strings)
+        if request.tools
+        else DocumentOps(request, partial_strings=partial_strings)
+    )
     async with aclosing(deltas):  # type: ignore[type-var]
-        emitter = PatchEmitter(partial_strings=partial_strings)
-        document: Any = None
         try:
             item = first
             while not isinstance(item, Finish):
-                if not isinstance(item, str):
-                    raise InvalidOutputError("the model called a tool, but calls are not allowed")
-                for record in emitter.feed(item):
-                    if "op" in record:
-                        document = apply_add(document, record["path"], _fresh(record["value"]))
+                for record in ops.feed(item):
                     yield record
                 item = await deltas.__anext__()
-            for record in _close(emitter, item):
-                if "op" in record:
-                    document = apply_add(document, record["path"], _fresh(record["value"]))
+            for record in ops.close(item):
                 yield record
-            _check_schema(document, request.schema)
         except StreamError as exc:
             for op in getattr(exc, "ops", ()):  # completed before the bad byte: still valid
                 yield op
@@ -101,7 +92,36 @@ async def patch_records(
             log.exception("generation failed mid-stream")
             yield ServerError("internal error while generating").to_record()
             return
-        yield {"done": {"finish_reason": "stop", "usage": item.usage.to_dict()}}
+        yield {"done": {"finish_reason": ops.finish_reason(item), "usage": item.usage.to_dict()}}
+
+
+class DocumentOps:
+    """Text deltas -> the ops of a `response_format` document, checked against its
+    schema at the end (an upstream is not constrained)."""
+
+    def __init__(self, request: GenerationRequest, *, partial_strings: bool = False) -> None:
+        self._schema = request.schema
+        self._emitter = PatchEmitter(partial_strings=partial_strings)
+        self._document: Any = None
+
+    def feed(self, item: Item) -> list[Record]:
+        if not isinstance(item, str):
+            raise InvalidOutputError("the model called a tool, but calls are not allowed")
+        return self._track(self._emitter.feed(item))
+
+    def close(self, finish: Finish) -> list[Record]:
+        records = self._track(_close(self._emitter, finish))
+        _check_schema(self._document, self._schema)
+        return records
+
+    def finish_reason(self, finish: Finish) -> str:
+        return "stop"  # a document that closed is complete, whatever stopped the model
+
+    def _track(self, records: list[Record]) -> list[Record]:
+        for record in records:
+            if "op" in record:
+                self._document = apply_add(self._document, record["path"], _fresh(record["value"]))
+        return records
 
 
 def _close(emitter: PatchEmitter, finish: Finish) -> list[Record]:
@@ -138,34 +158,6 @@ def _fresh(value: Any) -> Any:
     return value
 
 
-async def _message_records(
-    deltas: AsyncIterator[Item], first: Item, request: GenerationRequest, partial_strings: bool
-) -> AsyncIterator[Record]:
-    """`patch_records` for a request with tools: the assistant message as ops."""
-    message = MessageOps(request, partial_strings=partial_strings)
-    try:
-        item = first
-        while not isinstance(item, Finish):
-            for op in message.feed(item):
-                yield op
-            item = await deltas.__anext__()
-        for op in message.close(item):
-            yield op
-    except StreamError as exc:
-        for op in getattr(exc, "ops", ()):
-            yield op
-        yield exc.to_record()
-        return
-    except StopAsyncIteration:
-        yield ServerError("the engine ended without a finish reason").to_record()
-        return
-    except Exception:
-        log.exception("generation failed mid-stream")
-        yield ServerError("internal error while generating").to_record()
-        return
-    yield {"done": {"finish_reason": item.reason, "usage": item.usage.to_dict()}}
-
-
 class MessageOps:
     """Text and tool-call deltas -> the ops of the assistant message (module docstring).
 
@@ -191,8 +183,10 @@ class MessageOps:
         """The ops `item` (text or a `ToolCallDelta`) completed."""
         ops = self._open()
         if isinstance(item, str):
-            if item and self._calls:
-                raise InvalidOutputError("the model wrote text after a tool call")
+            if self._calls:
+                if item.strip():  # whitespace between calls is layout, not content
+                    raise InvalidOutputError("the model wrote text after a tool call")
+                return ops
             self._content.append(item)
             if self._partial and item:
                 ops.append({"partial": {"path": "/content", "text": item}})
@@ -214,6 +208,9 @@ class MessageOps:
         if item.arguments:
             ops += self._guarded(call, call.feed, item.arguments)
         return ops
+
+    def finish_reason(self, finish: Finish) -> str:
+        return finish.reason
 
     def close(self, finish: Finish) -> list[Record]:
         """The last ops, after the engine's `Finish`; raises if the message is unusable."""

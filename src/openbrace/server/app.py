@@ -13,6 +13,8 @@ Routes (SPEC sections 2, 4, 5):
 | route | what |
 |---|---|
 | `POST /v1/chat/completions` | `stream` false, true, or `"patch"` (NDJSON; SSE if asked) |
+| `GET /v1/streams/{id}` | resume a resumable stream after op N, then follow it (docs/resume.md) |
+| `DELETE /v1/streams/{id}` | cancel a resumable stream |
 | `GET /v1/models` | the engine's models, OpenAI-shaped |
 | `GET /healthz` | liveness: `{"status": "ok", ...}`, never touches the engine |
 | `GET /metrics` | Prometheus text format |
@@ -20,7 +22,8 @@ Routes (SPEC sections 2, 4, 5):
 
 The `/v1` routes are also served without the prefix, for clients whose base URL
 lacks it. The server keeps no state between requests (no sessions, no caches a
-replica depends on), so any number of replicas can sit behind a load balancer.
+replica depends on), so any number of replicas can sit behind a load balancer;
+resumable streams live in a store that replicas share (`--resume-store redis://`).
 """
 
 from __future__ import annotations
@@ -43,12 +46,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..engines.base import Engine
 from ..exceptions import OpenBraceError
-from . import endpoints
+from . import endpoints, resume_endpoint
 from .auth import RequireKey
 from .errors import as_request_error, error_response
 from .limits import Gate
 from .metrics import Metrics
 from .responses import Runtime
+from .resume import Resumer
+from .stores import open_store
 
 __all__ = ["STATIC_DIR", "ServerConfig", "create_app"]
 
@@ -73,6 +78,11 @@ class ServerConfig:
         keepalive: seconds of silence before an SSE `: keep-alive` comment.
         cors_origins: origins allowed by CORS (e.g. the playground's); empty: CORS off.
         static_dir: where the playground's files are.
+        resume_store: where resumable streams are kept: None (or "memory") for this
+            process's memory, `redis://HOST:PORT/DB` for Redis (shared by replicas).
+        resume_ttl: seconds a finished resumable stream can still be resumed.
+        resume_max_streams: resumable streams held at once (past it: 503).
+        resume_max_bytes: bytes of records the store holds.
     """
 
     api_keys: tuple[str, ...] = ()
@@ -84,6 +94,10 @@ class ServerConfig:
     keepalive: float = 15.0
     cors_origins: tuple[str, ...] = ()
     static_dir: Path = field(default=STATIC_DIR)
+    resume_store: str | None = None
+    resume_ttl: float = 300.0
+    resume_max_streams: int = 1000
+    resume_max_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.max_body_bytes < 1 or self.max_concurrent < 1 or self.max_queue < 0:
@@ -92,6 +106,14 @@ class ServerConfig:
             raise ValueError("request_timeout and keepalive must be > 0, queue_timeout >= 0")
         if any(not key for key in self.api_keys):
             raise ValueError("an API key cannot be empty")
+        if self.resume_ttl < 0 or self.resume_max_streams < 1 or self.resume_max_bytes < 1:
+            raise ValueError("resume_ttl must be >= 0, resume_max_streams/bytes >= 1")
+        if self.resume_store not in (None, "memory") and not self.resume_store.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError(
+                f"unknown resume store {self.resume_store!r}: use 'memory' or redis://HOST:PORT/DB"
+            )
 
 
 def create_app(
@@ -106,10 +128,18 @@ def create_app(
             which owns its engine; leave False when the engine is shared).
     """
     config = config or ServerConfig()
+    store = open_store(
+        config.resume_store,
+        ttl=config.resume_ttl,
+        max_streams=config.resume_max_streams,
+        max_bytes=config.resume_max_bytes,
+    )
+    resumer = Resumer(store, config.request_timeout)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        await resumer.aclose()
         if close_engine:
             await engine.aclose()
 
@@ -138,7 +168,11 @@ def create_app(
     app.state.config = config
     app.state.metrics = metrics
     app.state.gate = gate
-    app.state.runtime = Runtime(engine, gate, metrics, config.request_timeout, config.keepalive)
+    resumer.register_metrics(metrics)
+    app.state.resumer = resumer
+    app.state.runtime = Runtime(
+        engine, gate, metrics, config.request_timeout, config.keepalive, resumer
+    )
     return app
 
 
@@ -155,6 +189,12 @@ def _routes(config: ServerConfig) -> list[BaseRoute]:
                 middleware=keyed,
             ),
             Route(f"{prefix}/models", endpoints.models, methods=["GET"], middleware=keyed),
+            Route(
+                prefix + "/streams/{stream_id}",
+                resume_endpoint.streams,
+                methods=["GET", "DELETE"],
+                middleware=keyed,
+            ),
         ]
     return [
         *routes,
@@ -171,9 +211,9 @@ def _middleware(config: ServerConfig) -> list[Middleware]:
         cors = Middleware(
             CORSMiddleware,
             allow_origins=list(config.cors_origins),
-            allow_methods=["GET", "POST"],
-            allow_headers=["authorization", "content-type", "accept"],
-            expose_headers=["x-request-id"],
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["authorization", "content-type", "accept", "last-event-id"],
+            expose_headers=["x-request-id", "x-stream-id"],
             max_age=600,
         )
         middleware.insert(0, cors)

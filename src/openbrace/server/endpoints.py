@@ -19,6 +19,7 @@ from ..request import ChatPlan, parse_chat
 from .limits import read_body
 from .metrics import CONTENT_TYPE
 from .responses import GenerationResponse
+from .resume import bearer_token
 
 __all__ = ["completions", "healthz", "index", "metrics", "models"]
 
@@ -30,7 +31,10 @@ async def completions(request: Request) -> Response:
     plan = parse_chat(await read_body(request, state.config.max_body_bytes))
     plan = await _resolve_model(state.engine, plan)
     sse = "text/event-stream" in request.headers.get("accept", "")
-    return GenerationResponse(state.runtime, plan, sse=sse, started=started)  # type: ignore[return-value]
+    # The key owns a resumable stream (server/resume.py); an open server has none.
+    key = bearer_token(request.headers.get("authorization")) if state.config.api_keys else None
+    response = GenerationResponse(state.runtime, plan, sse=sse, started=started, api_key=key)
+    return response  # type: ignore[return-value]
 
 
 async def models(request: Request) -> Response:
@@ -51,6 +55,7 @@ async def healthz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     """`GET /metrics`: the Prometheus text format."""
+    await request.app.state.resumer.refresh_metrics()
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
 
 

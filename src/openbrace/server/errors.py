@@ -35,6 +35,7 @@ _STREAM_ERROR_STATUS = {
 _HEADERS_BY_STATUS = {
     401: {"WWW-Authenticate": "Bearer"},
     429: {"Retry-After": "1"},
+    503: {"Retry-After": "1"},
 }
 
 

@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from starlette.types import Message, Receive, Scope, Send
@@ -39,10 +39,14 @@ from ..tools import CallBuilder, ToolCallDelta
 from .errors import as_request_error, error_response
 from .limits import Gate
 from .metrics import Metrics
+from .resume import Resumer
+from .stores import StoreFullError, StoreUnavailableError
 
 __all__ = ["GenerationResponse", "Runtime"]
 
 log = logging.getLogger("openbrace.server")
+
+T = TypeVar("T")
 
 _CLOSE_GRACE = 5.0  # seconds to clean up after cancellation, or past the deadline to send
 
@@ -56,6 +60,7 @@ class Runtime:
     metrics: Metrics
     request_timeout: float
     keepalive: float
+    resumer: Resumer | None = None
 
 
 class _ClientGone(Exception):
@@ -70,9 +75,18 @@ class GenerationResponse:
         plan: the validated request.
         sse: for `"patch"`, whether the client asked for SSE (`Accept: text/event-stream`).
         started: `time.monotonic()` when the request arrived (time-to-first-op origin).
+        api_key: the caller's key, which owns a resumable stream (None: open server).
     """
 
-    def __init__(self, runtime: Runtime, plan: ChatPlan, *, sse: bool, started: float):
+    def __init__(
+        self,
+        runtime: Runtime,
+        plan: ChatPlan,
+        *,
+        sse: bool,
+        started: float,
+        api_key: str | None = None,
+    ):
         self.rt = runtime
         self.plan = plan
         self.sse = sse
@@ -87,6 +101,8 @@ class GenerationResponse:
         self._status = 0
         self.op_ids = wire.OpIds()  # numbers the patch ops handed to the framer
         self._complete = False  # the whole response was handed to the server
+        self.api_key = api_key
+        self._handed_off = False  # a resumable generation task holds the slot now
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._send = send
@@ -158,11 +174,18 @@ class GenerationResponse:
             else:
                 await self._error(exc)  # logs it; answers a plain 500
         finally:
-            self.rt.metrics.streams_in_flight.dec()
-            self.rt.gate.release()
+            if not self._handed_off:
+                await self._end_generation()
+
+    async def _end_generation(self) -> None:
+        self.rt.metrics.streams_in_flight.dec()
+        self.rt.gate.release()
 
     async def _generate(self) -> None:
         request, mode = self.plan.request, self.plan.mode
+        if self.plan.options.resumable and self.rt.resumer is not None:
+            await self._resumable(self.rt.resumer)
+            return
         source: AsyncIterator[Any] = (
             patch_records(
                 self.rt.engine, request, partial_strings=self.plan.options.partial_strings
@@ -254,8 +277,64 @@ class GenerationResponse:
         )
         await self._emit({"type": "http.response.body", "body": data})
 
-    async def _stream(self, frames: AsyncIterator[bytes], media_type: str) -> None:
+    # -- resumable streams (server/resume.py) -----------------------------------------
+
+    async def _resumable(self, resumer: Resumer) -> None:
+        """Generate in a task of its own that outlives this connection; stream its copy."""
+        try:
+            stream_id = await resumer.create(self.api_key)
+        except (StoreFullError, StoreUnavailableError) as exc:
+            full = isinstance(exc, StoreFullError)
+            await self._error(
+                RequestError(
+                    f"cannot start a resumable stream: {exc}",
+                    status=503,
+                    code="resume_store_full" if full else "resume_store_unavailable",
+                )
+            )
+            return
+        source = patch_records(
+            self.rt.engine, self.plan.request, partial_strings=self.plan.options.partial_strings
+        )
+        self._handed_off = True
+        copy = resumer.launch(stream_id, self._first_then_rest(source), on_end=self._end_generation)
+        try:
+            try:
+                first = await copy.__anext__()
+            except Exception as exc:
+                await self._error(exc)
+                return
+            frames, media = self._framed(_prepend(first, copy))
+            await self._stream(frames, media, [(b"x-stream-id", stream_id.encode())])
+        finally:
+            await _close(copy)
+
+    async def _first_then_rest(self, source: AsyncIterator[Any]) -> AsyncIterator[dict[str, Any]]:
+        """The records of `source` under the deadline; a refusal before the first raises."""
+        try:
+            try:
+                first = await self._pull(source)
+            except StopAsyncIteration:
+                first = ServerError("the engine ended without a finish reason").to_record()
+            async for record in self._records(source, first):
+                yield record
+        finally:
+            await _close(source)
+
+    def _framed(self, records: AsyncIterator[wire.Numbered]) -> tuple[AsyncIterator[bytes], str]:
+        if self.sse:
+            return wire.sse_frames(records, keepalive=self.rt.keepalive), wire.SSE
+        include_usage = self.plan.options.include_usage
+        return wire.ndjson_frames(records, include_usage=include_usage), wire.NDJSON
+
+    async def _stream(
+        self,
+        frames: AsyncIterator[bytes],
+        media_type: str,
+        extra_headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
         headers = [
+            *(extra_headers or []),
             (b"content-type", media_type.encode()),
             # Proxies must neither cache nor buffer a live stream.
             (b"cache-control", b"no-cache"),
@@ -374,6 +453,12 @@ def _sse_data(obj: Any) -> bytes:
 
 async def _no_receive() -> Message:
     raise RuntimeError("the request body was read before the response started")
+
+
+async def _prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
+    yield first
+    async for item in rest:
+        yield item
 
 
 async def _close(iterator: AsyncIterator[Any]) -> None:

@@ -293,12 +293,13 @@ class SSEDecoder(_Decoder):
     `done` a done body, `error` an error record; other event types are ignored. An
     `id` on an op must be the one `OpIds` gives it (its 0-based sequence number): a
     gap means lost ops, which would corrupt the document, so it is a `ProtocolError`.
+    A resumed stream's ops start at `first_id`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, first_id: int = 0) -> None:
         super().__init__()
         self._events = SSEEvents()
-        self._ids = OpIds()
+        self._ids = OpIds(first_id)  # a resumed stream starts after the ops already held
 
     def feed(self, chunk: bytes) -> list[Record]:
         """Records completed by `chunk`."""

@@ -20,6 +20,7 @@ import pytest
 from openbrace.emitter import PatchEmitter
 from openbrace.engines.base import EngineRequestError, Finish, GenerationRequest
 from openbrace.engines.local import DEFAULT_MODEL_ID, LocalEngine, instruction
+from openbrace.engines.local.prompt import FAMILY_INSTRUCT
 from openbrace.exceptions import InvalidSchemaError
 from openbrace.schema import normalize
 from openbrace.streaming import patch_records
@@ -499,18 +500,24 @@ async def test_shared_prompt_prefix_is_not_evaluated_again(local_engine: LocalEn
 
 
 @pytest.mark.model
-async def test_instruction_is_off_by_default_and_can_be_turned_on(
+async def test_instruct_levels_follow_the_family_default_and_the_request(
     local_engine: LocalEngine,
 ) -> None:
+    """Unset, the shipped family's measured level applies; a request can pick any level."""
     schema = normalize(TICKET)
-    _, plain = await generate(local_engine, schema, TICKET_PROMPT, max_tokens=1)
-    text, instructed = await generate(
-        local_engine, schema, TICKET_PROMPT, max_tokens=5, extra={"instruct": True}
-    )
-    assert text.startswith('{"intent":"')
+    sizes = {}
+    for level in ("none", "fields", "schema", None):
+        extra = {} if level is None else {"instruct": level}
+        text, finish = await generate(
+            local_engine, schema, TICKET_PROMPT, max_tokens=5, extra=extra
+        )
+        assert text.startswith('{"intent":"')
+        sizes[level] = finish.usage.prompt_tokens
     model = local_engine._loaded().model
     n_instruction = len(model.tokenize(str(instruction(schema))))
     # The instruction replaces the template's default system prompt (about 20 tokens).
-    assert instructed.usage.prompt_tokens - plain.usage.prompt_tokens >= n_instruction - 25
+    assert sizes["fields"] - sizes["none"] >= n_instruction - 25
+    assert sizes["schema"] > sizes["fields"]
+    assert sizes[None] == sizes[FAMILY_INSTRUCT["smollm2"]]
     with pytest.raises(EngineRequestError, match="instruct"):
         await generate(local_engine, schema, TICKET_PROMPT, extra={"instruct": "yes"})

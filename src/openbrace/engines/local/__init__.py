@@ -6,11 +6,11 @@ model_id)` serves any other GGUF file. `default_engine()` is the process-wide on
 
 How a request is generated (see docs/engines.md, "The embedded engine"):
 
-1. The prompt is the chat rendered with the model's own chat template. With
-   `instruct=True` a short system instruction also names the schema's fields in
-   order, with their enum values. It is off by default: measured on SmolLM2-135M it
-   made replies better but intents worse (the model picks the first value listed);
-   docs/engines.md, "The system instruction", has the figures.
+1. The prompt is the chat rendered with the model's own chat template. `instruct`
+   adds a system message telling the model the schema: "fields" (names in order
+   with enum values; `True`) or "schema" (types, values, limits, descriptions).
+   Unset, each model family gets the level `benchmarks/quality.py` measured best
+   (`prompt.FAMILY_INSTRUCT`); for SmolLM2 that is none (docs/models.md).
 2. The prompt reuses the KV cache of the longest token prefix it shares with the
    previous request, so a shared system prompt is not evaluated again.
 3. Each step llguidance computes the mask of tokens the schema allows; we sample one
@@ -40,6 +40,8 @@ One module per idea:
     stops.py      stop strings on free text, whatever the chunking
     prompt.py     chat messages and the `instruct` system instruction
     files.py      the bundled default model's GGUF file
+    hub.py        GGUFs from the Hugging Face Hub: cache, quant choice, sha256 check
+    catalog.py    instruct GGUFs by alias (`-hf qwen2.5-0.5b`)
     stats.py      EngineStats counters
 
 Only `llamacpp.py` imports `llama_cpp`, and only `llamacpp.py` and `grammar.py`

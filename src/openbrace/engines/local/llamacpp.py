@@ -26,6 +26,7 @@ from llama_cpp.llama_chat_format import CHATML_CHAT_TEMPLATE, Jinja2ChatFormatte
 from numpy.typing import NDArray
 
 from ..base import EngineRequestError, EngineUnavailableError
+from .files import is_gguf
 from .scheduler import Chunk
 
 __all__ = ["BatchContext", "LlamaModel", "converted"]
@@ -40,6 +41,7 @@ class LlamaModel:
     Attributes:
         n_ctx: the context window in tokens.
         n_vocab: the width of the logits (may exceed the tokenizer's vocabulary).
+        family: the GGUF's `general.basename` (else its architecture), lower case.
         tokenizer: llguidance's tokenizer over the model's vocabulary.
     """
 
@@ -52,7 +54,12 @@ class LlamaModel:
         self.tokenizer = llguidance.llamacpp.lltokenizer_from_vocab(self._vocab)
         model = llm._model
         eos, bos = llm.token_eos(), llm.token_bos()
-        template = llm.metadata.get("tokenizer.chat_template") or CHATML_CHAT_TEMPLATE
+        metadata = llm.metadata
+        # The family picks the default `instruct` level (prompt.FAMILY_INSTRUCT).
+        self.family = str(
+            metadata.get("general.basename") or metadata.get("general.architecture") or ""
+        ).lower()
+        template = metadata.get("tokenizer.chat_template") or CHATML_CHAT_TEMPLATE
         # A template that mentions `tools` renders tool definitions and turns itself.
         self.template_knows_tools = "tools" in template
         self._formatter = Jinja2ChatFormatter(
@@ -83,6 +90,10 @@ class LlamaModel:
         """
         if not path.is_file():
             raise EngineUnavailableError(f"model file not found: {path}")
+        if not is_gguf(path):
+            raise EngineUnavailableError(
+                f"{path} is not a GGUF file (it does not start with 'GGUF')"
+            )
         own_ctx = n_ctx if parallel == 1 else 64
         try:
             llm = llama_cpp.Llama(
@@ -117,13 +128,20 @@ class LlamaModel:
         Raises:
             EngineRequestError: the template refused the messages.
         """
+        return self.tokenize(self.render(chat, tools), special=True)
+
+    def render(self, chat: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
+        """The chat as text, through the GGUF's own chat template (ChatML if it has none).
+
+        Raises:
+            EngineRequestError: the template refused the messages.
+        """
         try:
-            text = self._formatter(messages=cast(Any, chat), tools=cast(Any, tools)).prompt
+            return str(self._formatter(messages=cast(Any, chat), tools=cast(Any, tools)).prompt)
         except Exception as exc:  # jinja2 errors and the template's own raise_exception
             raise EngineRequestError(
                 f"the model's chat template refused the messages: {exc}", param="messages"
             ) from None
-        return self.tokenize(text, special=True)
 
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
         """The tokens of `text`, without BOS; `special` parses special tokens in it."""

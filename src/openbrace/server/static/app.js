@@ -575,6 +575,9 @@
   }
 
   function resetRun() {
+    state.streamId = null;
+    state.typed = {}; // text so far of the strings being written, by path
+    state.replayed = new Set();
     state.ops = [];
     state.partials = [];
     state.document = null;
@@ -590,6 +593,7 @@
   }
 
   function onOp(op, id) {
+    delete state.typed[op.path];
     const elapsed = performance.now() - state.started;
     state.document = applyAdd(state.document, op.path, structuredClone(op.value));
     state.ops.push(op);
@@ -611,6 +615,13 @@
   }
 
   function onPartial({ path, text }) {
+    const sofar = state.typed[path] || "";
+    if (state.replayed.delete(path)) {
+      // A resume re-sends a string in progress whole: type only what is new.
+      if (text.startsWith(sofar)) text = text.slice(sofar.length);
+      if (!text) return;
+    }
+    state.typed[path] = sofar + text;
     const elapsed = performance.now() - state.started;
     state.partials.push([path, text, elapsed]);
     form.type(path, text);
@@ -649,7 +660,9 @@
     const body = {
       messages: [{ role: "user", content: $("prompt").value }],
       stream: "patch",
-      stream_options: { partial_strings: true },
+      // Partial strings type themselves; resumable: a network hiccup resumes the
+      // stream where it stopped (docs/resume.md).
+      stream_options: { partial_strings: true, resumable: true },
       max_tokens: Number($("max-tokens").value) || 200,
     };
     if (tool) {
@@ -682,7 +695,7 @@
         } catch (_) { /* not JSON: keep the status line */ }
         throw new Error(message);
       }
-      await readStream(response.body);
+      await readResumable(response);
       if (state.error) setStatus("error", "ended with an error");
       else if (state.done) setStatus("done", "done");
       else {
@@ -726,8 +739,54 @@
     parser.feed(decoder.decode(), true);
   }
 
+  // Read a resumable stream; if the connection breaks before `done` or `error`, ask
+  // GET /v1/streams/{id}?after=N for the rest: at most 5 tries in a row, backing off.
+  async function readResumable(response) {
+    const streamId = response.headers.get("x-stream-id");
+    state.streamId = streamId;
+    let failures = 0;
+    for (;;) {
+      const before = state.ops.length;
+      if (response) {
+        try {
+          await readStream(response.body);
+        } catch (err) {
+          if (err.name === "AbortError" || !streamId) throw err;
+        }
+      }
+      if (state.done || state.error || !streamId) return;
+      failures = state.ops.length > before ? 1 : failures + 1;
+      if (failures > 5) return; // the caller reports the incomplete stream
+      setStatus("running", `connection lost: resuming after op ${state.ops.length - 1}…`);
+      await new Promise((resolve) => setTimeout(resolve, Math.min(4000, 250 * 2 ** (failures - 1))));
+      state.replayed = new Set(Object.keys(state.typed));
+      response = await resumeFrom(streamId);
+    }
+  }
+
+  // The rest of a resumable stream, or null (worth another try) on a network error or 5xx.
+  async function resumeFrom(streamId) {
+    const url = `/v1/streams/${encodeURIComponent(streamId)}?after=${state.ops.length - 1}`;
+    let response;
+    try {
+      response = await fetch(url, { headers: headers(), signal: state.controller.signal });
+    } catch (err) {
+      if (err.name === "AbortError") throw err;
+      return null;
+    }
+    if (response.status === 404) throw new Error("the stream expired before it could be resumed");
+    if (!response.ok) return null;
+    setStatus("running", "generating…");
+    return response;
+  }
+
   function stop() {
-    // Aborting the fetch closes the connection; the server then stops generating.
+    // A resumable stream outlives its connection: ask the server to cancel it, then
+    // abort the fetch (which alone stops a stream that is not resumable).
+    if (state.streamId) {
+      fetch(`/v1/streams/${encodeURIComponent(state.streamId)}`, { method: "DELETE", headers: headers() })
+        .catch(() => {});
+    }
     if (state.controller) state.controller.abort();
   }
 

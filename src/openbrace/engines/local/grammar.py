@@ -79,12 +79,9 @@ class SchemaCompiler:
             InvalidSchemaError: llguidance refuses the grammar (pointer unknown: check
                 each embedded schema with `matcher` first to locate problems).
         """
-        key = "lark:" + grammar
-        with self._lock:
-            prototype = self._cache.get(key)
-            if prototype is not None:
-                self._cache.move_to_end(key)
-                return prototype.deep_copy()
+        return self._cached("lark:" + grammar, lambda: self._compile_lark(grammar))
+
+    def _compile_lark(self, grammar: str) -> llguidance.LLMatcher:
         Matcher = llguidance.LLMatcher
         compiled = Matcher.grammar_from_lark(grammar)
         is_error, messages = Matcher.validate_grammar_with_warnings(compiled, self._tokenizer)
@@ -92,12 +89,7 @@ class SchemaCompiler:
         if is_error or prototype.is_error():
             problem = messages[0] if is_error else prototype.get_error()
             raise InvalidSchemaError(f"the local engine cannot enforce the tools: {problem}")
-        with self._lock:
-            self._cache[key] = prototype
-            self.compiled += 1
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return prototype.deep_copy()
+        return prototype
 
     def matcher(self, schema: dict[str, Any] | bool) -> llguidance.LLMatcher:
         """A fresh matcher for `schema`, at the start of the document.
@@ -106,13 +98,18 @@ class SchemaCompiler:
             InvalidSchemaError: llguidance cannot enforce the schema; `keyword` and
                 `pointer` say what and where.
         """
-        key = schema_key(schema)
+        return self._cached(schema_key(schema), lambda: self._compile(schema))
+
+    def _cached(
+        self, key: str, build: Callable[[], llguidance.LLMatcher]
+    ) -> llguidance.LLMatcher:
+        """A copy of the prototype matcher for `key`, compiled on a miss (LRU)."""
         with self._lock:
             prototype = self._cache.get(key)
             if prototype is not None:
                 self._cache.move_to_end(key)
                 return prototype.deep_copy()
-        prototype = self._compile(schema)
+        prototype = build()
         with self._lock:
             self._cache[key] = prototype
             self.compiled += 1

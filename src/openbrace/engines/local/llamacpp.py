@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 
 from ..base import EngineRequestError, EngineUnavailableError
 from .files import is_gguf
-from .scheduler import Chunk
+from .scheduler import Chunk, common_prefix
 
 __all__ = ["BatchContext", "LlamaModel", "converted"]
 
@@ -154,7 +154,7 @@ class LlamaModel:
         Returns how many tokens were kept; the next `evaluate` continues after them.
         """
         cached = self._llm.input_ids[: self._llm.n_tokens].tolist()
-        reuse = min(_common_prefix(cached, prompt), len(prompt) - 1)
+        reuse = min(common_prefix(cached, prompt), len(prompt) - 1)
         self._llm.n_tokens = reuse  # eval() drops the KV cache past this point
         return reuse
 
@@ -319,12 +319,3 @@ _FTYPES = {
     "q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0,
     "q4_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0,
 }
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n

@@ -131,8 +131,6 @@ async def test_eight_streams_over_different_schemas_run_together(engine: LocalEn
 
 async def test_a_stream_cancelled_mid_batch_leaves_the_others_intact(engine: LocalEngine) -> None:
     """Dropping one stream frees its sequence at once; the others finish valid and whole."""
-    alone = [await _text(engine, _request(s, p, temperature=0)) for s, p in ASKS[1:]]
-
     async def dropped() -> None:
         stream = engine.generate(_request(CLOSED_TICKET, TICKET_PROMPT, temperature=0))
         await stream.__anext__()
@@ -142,10 +140,10 @@ async def test_a_stream_cancelled_mid_batch_leaves_the_others_intact(engine: Loc
     together = await asyncio.gather(
         dropped(), *(_text(engine, _request(s, p, temperature=0)) for s, p in ASKS[1:])
     )
-    for (text, finish), (schema, _), (solo, _) in zip(together[1:], ASKS[1:], alone, strict=True):
+    # Not compared with solo runs: BF16 sums may round differently with another batch shape.
+    for (text, finish), (schema, _) in zip(together[1:], ASKS[1:], strict=True):
         assert finish.reason == "stop"
         _check_document(text, schema)
-        assert text == solo, "greedy output does not depend on who shares the batch"
     assert all(slot.job is None for slot in engine._model.scheduler.slots)  # type: ignore[union-attr]
 
 

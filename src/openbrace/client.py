@@ -34,7 +34,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import httpx
@@ -761,24 +761,14 @@ class AsyncClient(_BaseClient):
         timeout: float,
         partial_strings: bool = False,
     ) -> AsyncIterator[Event]:
-        http = self._http_client()
+        http = self._http_client()  # here, not in stream(): nothing happens until iterated
         request = self._build_request(http, body, headers, timeout)
-        with self._transport_errors(timeout):
-            response = await http.send(request, stream=True)
-        try:
-            with self._transport_errors(timeout, answered=True):
-                if response.status_code != 200:
-                    raise _status_error(response.status_code, await response.aread())
-                decoder = _PatchDecoder(self.framing, partial_strings)
-                async for chunk in response.aiter_bytes():
-                    for event in decoder.feed(chunk):
-                        yield event
-                    if decoder.finished:
-                        return
-            for event in decoder.close():
+        reader = _RecordReader(partial_strings)
+        async with contextlib.aclosing(
+            self._one_connection(http, request, None, reader, timeout)
+        ) as events:
+            async for event in events:
                 yield event
-        finally:
-            await response.aclose()
 
     async def _resumable_events(
         self,
@@ -811,18 +801,21 @@ class AsyncClient(_BaseClient):
         self,
         http: httpx.AsyncClient,
         request: httpx.Request,
-        state: Reconnect,
+        state: Reconnect | None,
         reader: _RecordReader,
         timeout: float,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         with self._transport_errors(timeout):
             response = await http.send(request, stream=True)
         try:
             with self._transport_errors(timeout, answered=True):
                 if response.status_code != 200:
                     raise _status_error(response.status_code, await response.aread())
-                state.stream_id = state.stream_id or response.headers.get("x-stream-id")
-                decoder = _PatchDecoder(self.framing, reader=reader, first_id=state.ops)
+                first_id = 0
+                if state is not None:  # a resumable stream: where to go on from
+                    state.stream_id = state.stream_id or response.headers.get("x-stream-id")
+                    first_id = state.ops
+                decoder = _PatchDecoder(self.framing, reader=reader, first_id=first_id)
                 async for chunk in response.aiter_bytes():
                     for event in decoder.feed(chunk):
                         yield event
@@ -830,7 +823,8 @@ class AsyncClient(_BaseClient):
                         return
             for event in decoder.close():
                 yield event
-            _check_finished(reader)
+            if state is not None:
+                _check_finished(reader)
         finally:
             await response.aclose()
 
@@ -1005,22 +999,10 @@ class Client(_BaseClient):
         timeout: float,
         partial_strings: bool = False,
     ) -> Iterator[Event]:
-        http = self._http_client()
+        http = self._http_client()  # here, not in stream(): nothing happens until iterated
         request = self._build_request(http, body, headers, timeout)
-        with self._transport_errors(timeout):
-            response = http.send(request, stream=True)
-        try:
-            with self._transport_errors(timeout, answered=True):
-                if response.status_code != 200:
-                    raise _status_error(response.status_code, response.read())
-                decoder = _PatchDecoder(self.framing, partial_strings)
-                for chunk in response.iter_bytes():
-                    yield from decoder.feed(chunk)
-                    if decoder.finished:
-                        return
-            yield from decoder.close()
-        finally:
-            response.close()
+        reader = _RecordReader(partial_strings)
+        yield from self._one_connection(http, request, None, reader, timeout)
 
     def _resumable_events(
         self,
@@ -1053,7 +1035,7 @@ class Client(_BaseClient):
         self,
         http: httpx.Client,
         request: httpx.Request,
-        state: Reconnect,
+        state: Reconnect | None,
         reader: _RecordReader,
         timeout: float,
     ) -> Iterator[Event]:
@@ -1063,14 +1045,18 @@ class Client(_BaseClient):
             with self._transport_errors(timeout, answered=True):
                 if response.status_code != 200:
                     raise _status_error(response.status_code, response.read())
-                state.stream_id = state.stream_id or response.headers.get("x-stream-id")
-                decoder = _PatchDecoder(self.framing, reader=reader, first_id=state.ops)
+                first_id = 0
+                if state is not None:  # a resumable stream: where to go on from
+                    state.stream_id = state.stream_id or response.headers.get("x-stream-id")
+                    first_id = state.ops
+                decoder = _PatchDecoder(self.framing, reader=reader, first_id=first_id)
                 for chunk in response.iter_bytes():
                     yield from decoder.feed(chunk)
                     if decoder.finished:
                         return
             yield from decoder.close()
-            _check_finished(reader)
+            if state is not None:
+                _check_finished(reader)
         finally:
             response.close()
 

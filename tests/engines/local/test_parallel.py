@@ -131,6 +131,7 @@ async def test_eight_streams_over_different_schemas_run_together(engine: LocalEn
 
 async def test_a_stream_cancelled_mid_batch_leaves_the_others_intact(engine: LocalEngine) -> None:
     """Dropping one stream frees its sequence at once; the others finish valid and whole."""
+
     async def dropped() -> None:
         stream = engine.generate(_request(CLOSED_TICKET, TICKET_PROMPT, temperature=0))
         await stream.__anext__()

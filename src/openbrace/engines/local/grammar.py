@@ -100,9 +100,7 @@ class SchemaCompiler:
         """
         return self._cached(schema_key(schema), lambda: self._compile(schema))
 
-    def _cached(
-        self, key: str, build: Callable[[], llguidance.LLMatcher]
-    ) -> llguidance.LLMatcher:
+    def _cached(self, key: str, build: Callable[[], llguidance.LLMatcher]) -> llguidance.LLMatcher:
         """A copy of the prototype matcher for `key`, compiled on a miss (LRU)."""
         with self._lock:
             prototype = self._cache.get(key)

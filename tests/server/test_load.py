@@ -17,11 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import statistics
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -37,9 +33,8 @@ from tests.support import (
     Script,
     ScriptedUpstream,
     recorded_documents,
-    stop_process,
-    wait_until,
 )
+from tests.support.process import serving
 from tests.support.streams import apply_ops, ndjson_records, reference_ops, split_records
 
 STREAMS = 200
@@ -86,45 +81,10 @@ def load_upstream() -> Iterator[tuple[ScriptedUpstream, list[dict[str, Any]]]]:
 def serve(load_upstream: tuple[ScriptedUpstream, Any]) -> Iterator[tuple[str, int]]:
     """`openbrace serve` in a subprocess, in front of the upstream: (URL, pid)."""
     upstream, _ = load_upstream
-    command = [
-        sys.executable,
-        "-m",
-        "openbrace.cli",
-        "serve",
-        "--upstream",
-        upstream.base_url,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--max-concurrent",
-        str(STREAMS + 56),
-        "--max-queue",
-        "0",
-        "--log-level",
-        "info",
-    ]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    url: list[str] = []
-    lines: list[str] = []
-
-    def drain() -> None:  # read stderr for the port, and so the pipe never fills
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.append(line)
-            found = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line)
-            if found:
-                url.append(found.group(1))
-
-    threading.Thread(target=drain, daemon=True).start()
-    try:
-        assert wait_until(lambda: bool(url) or process.poll() is not None, timeout=30), (
-            "openbrace serve did not start: " + "".join(lines[-20:])
-        )
-        assert url, "openbrace serve exited: " + "".join(lines[-20:])
-        yield url[0], process.pid
-    finally:
-        stop_process(process)
+    options = ["--upstream", upstream.base_url, "--host", "127.0.0.1"]
+    options += ["--max-concurrent", str(STREAMS + 56), "--max-queue", "0"]
+    with serving(*options, timeout=30) as served:
+        yield served.url, served.pid
 
 
 async def _stream(

@@ -5,10 +5,6 @@ mid-stream."""
 from __future__ import annotations
 
 import contextlib
-import re
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,8 +12,8 @@ import httpx
 import pytest
 
 from openbrace import wire
-from tests.support import Script, ScriptedUpstream, wait_until
-from tests.support.process import stop_process
+from tests.support import Script, ScriptedUpstream
+from tests.support.process import serving
 from tests.support.redis import RedisServer
 from tests.support.streams import apply_ops
 
@@ -33,33 +29,9 @@ N_OPS = 7
 @contextlib.contextmanager
 def replica(upstream: str, store: str) -> Iterator[str]:
     """`openbrace serve` in a subprocess with a Redis resume store; yields its URL."""
-    command = [
-        sys.executable, "-m", "openbrace.cli", "serve",
-        "--upstream", upstream,
-        "--port", "0",
-        "--api-key", KEY,
-        "--api-key", OTHER_KEY,
-        "--resume-store", store,
-        "--log-level", "info",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    url: list[str] = []
-    lines: list[str] = []
-
-    def drain() -> None:  # the port, and a pipe that never fills
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.append(line)
-            if found := re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line):
-                url.append(found.group(1))
-
-    threading.Thread(target=drain, daemon=True).start()
-    try:
-        assert wait_until(lambda: bool(url) or process.poll() is not None, 30), "".join(lines)
-        assert url, "openbrace serve exited: " + "".join(lines[-20:])
-        yield url[0]
-    finally:
-        stop_process(process)
+    options = ["--upstream", upstream, "--api-key", KEY, "--api-key", OTHER_KEY]
+    with serving(*options, "--resume-store", store, timeout=30) as served:
+        yield served.url
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,6 @@ and a second turn carrying a tool result answered with text.
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -25,8 +21,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from openbrace.engines.local import DEFAULT_MODEL_ID
-from tests.support.loopback import wait_until
-from tests.support.process import stop_process
+from tests.support.process import serving
 
 pytestmark = pytest.mark.model
 
@@ -51,26 +46,8 @@ class LookupOrder(BaseModel):
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
     """`openbrace serve` (embedded model) in a subprocess; its `/v1` base URL."""
-    command = [sys.executable, "-m", "openbrace.cli", "serve", "--host", "127.0.0.1"]
-    command += ["--port", "0", "--log-level", "info"]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    url: list[str] = []
-    lines: list[str] = []
-
-    def drain() -> None:  # read stderr for the port, and so the pipe never fills
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.append(line)
-            if found := re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line):
-                url.append(found.group(1))
-
-    threading.Thread(target=drain, daemon=True).start()
-    try:
-        assert wait_until(lambda: bool(url) or process.poll() is not None, timeout=60)
-        assert url, "openbrace serve exited: " + "".join(lines[-20:])
-        yield f"{url[0]}/v1"
-    finally:
-        stop_process(process)
+    with serving("--host", "127.0.0.1") as served:
+        yield f"{served.url}/v1"
 
 
 def sdk(base_url: str) -> openai.OpenAI:

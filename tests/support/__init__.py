@@ -4,7 +4,8 @@
   token streams, with fault modes (see `tests.support.upstream`).
 - `LoopbackServer`: any ASGI app under uvicorn on 127.0.0.1 in a thread.
 - `recorded_documents()`: real JSON documents (JSONSchemaBench) to replay.
-- `stop_process()`: SIGTERM a server subprocess, SIGKILL it if it lingers.
+- `serving()`: `openbrace serve` as a subprocess on loopback; `stop_process()`:
+  SIGTERM a server subprocess, SIGKILL it if it lingers.
 - `tests.support.streams`: reading NDJSON patch streams, and the reference ops a
   correct server sends for a given upstream text.
 """

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-import subprocess
-import sys
-import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -23,8 +19,7 @@ from openbrace.engines.base import EngineRequestError, Finish, GenerationRequest
 from openbrace.engines.local import DEFAULT_MODEL_ID, LocalEngine
 from openbrace.exceptions import InvalidSchemaError
 from openbrace.validation import first_violation
-from tests.support.loopback import wait_until
-from tests.support.process import stop_process
+from tests.support.process import serving
 
 from .data import TICKET, TICKET_PROMPT
 
@@ -247,27 +242,9 @@ async def test_alone_in_the_batch_a_request_gives_what_one_at_a_time_gives() -> 
 @pytest.fixture(scope="module")
 def served() -> Iterator[str]:
     """`openbrace serve --parallel 4` in a subprocess on loopback: its base URL."""
-    command = [sys.executable, "-m", "openbrace.cli", "serve", "--parallel", "4"]
-    command += ["--host", "127.0.0.1", "--port", "0", "--log-level", "info"]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    url: list[str] = []
-    lines: list[str] = []
-
-    def drain() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.append(line)
-            if found := re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line):
-                url.append(found.group(1))
-
-    threading.Thread(target=drain, daemon=True).start()
-    try:
-        assert wait_until(lambda: bool(url) or process.poll() is not None, timeout=60)
-        assert url, "openbrace serve exited: " + "".join(lines[-20:])
-        assert any("4 sequences of 4096 tokens each" in line for line in lines), lines
-        yield url[0]
-    finally:
-        stop_process(process)
+    with serving("--parallel", "4", "--host", "127.0.0.1") as served:
+        assert any("4 sequences of 4096 tokens each" in line for line in served.lines)
+        yield served.url
 
 
 async def test_serve_parallel_batches_http_streams_and_reports_them(served: str) -> None:

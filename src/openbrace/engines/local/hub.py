@@ -22,7 +22,6 @@ Every failure is a `HubError`, one line naming the repo, file or setting at faul
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Sequence
@@ -31,7 +30,7 @@ from pathlib import Path
 
 from ...exceptions import HubError
 from .catalog import CATALOG
-from .files import is_gguf
+from .files import is_gguf, sha256_file
 
 __all__ = ["HubError", "HubRef", "hub_file", "parse_ref", "select_gguf"]
 
@@ -270,7 +269,7 @@ def _verify(ref: HubRef, name: str, path: Path, remote: _Remote, settings: _Sett
         raise HubError(
             f"{ref.repo}/{name}: the Hub gives no LFS sha256 for it, so it cannot be verified"
         )
-    digest = _sha256(blob)
+    digest = sha256_file(blob)
     if digest != remote.sha256.lower():
         blob.unlink(missing_ok=True)
         path.unlink(missing_ok=True)
@@ -282,14 +281,6 @@ def _verify(ref: HubRef, name: str, path: Path, remote: _Remote, settings: _Sett
         raise HubError(f"{ref.repo}/{name} is not a GGUF file (it does not start with 'GGUF')")
     settings.marks.mkdir(parents=True, exist_ok=True)
     (settings.marks / blob.name).write_text(str(blob.stat().st_size))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _hub_error(exc: Exception, ref: HubRef, settings: _Settings) -> HubError:

@@ -12,7 +12,6 @@ this module imports llama_cpp and llguidance: the engine does it on first load, 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ from llama_cpp.llama_chat_format import CHATML_CHAT_TEMPLATE, Jinja2ChatFormatte
 from numpy.typing import NDArray
 
 from ..base import EngineRequestError, EngineUnavailableError
-from .files import is_gguf
+from .files import is_gguf, sha256_file
 from .scheduler import Chunk, common_prefix
 
 __all__ = ["BatchContext", "LlamaModel", "converted"]
@@ -226,7 +225,7 @@ class BatchContext:
         llm._stack.callback(self._context.close)  # freed with the model
         self._ctx = self._context.ctx
         self._memory = llama_cpp.llama_get_memory(self._ctx)
-        self.n_seq, self.n_ctx_seq, self.n_batch = n_seq, n_ctx_seq, n_batch
+        self.n_seq, self.n_batch = n_seq, n_batch
         self.n_vocab: int = llm.n_vocab()
         # The batch's arrays, owned here and filled through numpy views.
         self._token = np.zeros(n_batch, dtype=np.int32)
@@ -293,11 +292,7 @@ def converted(path: Path, fmt: str, cache: Path) -> Path:
     Raises:
         EngineUnavailableError: llama.cpp could not convert the file.
     """
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    target = cache / f"{path.stem}.{digest.hexdigest()[:16]}.{fmt}.gguf"
+    target = cache / f"{path.stem}.{sha256_file(path)[:16]}.{fmt}.gguf"
     if target.is_file():
         return target
     cache.mkdir(parents=True, exist_ok=True)

@@ -108,11 +108,6 @@ class ToolFields:
     tool_choice: ToolChoice = "auto"
     parallel_tool_calls: bool = True
 
-    @property
-    def calls_allowed(self) -> bool:
-        """Whether the model may answer with calls at all."""
-        return bool(self.tools) and self.tool_choice != "none"
-
 
 @dataclass(frozen=True)
 class ToolCallDelta:
@@ -276,12 +271,7 @@ def _parameters(parameters: Any, where: str) -> dict[str, Any]:
 def schema_error(exc: InvalidSchemaError, where: str) -> RequestError:
     """A 400 for a tool's unusable schema: the message names the tool's field, the
     keyword and the pointer inside `parameters`."""
-    message = f"{where}: {exc.message}"
-    if exc.keyword and repr(exc.keyword) not in message:
-        message += f" (keyword {exc.keyword!r})"
-    if exc.pointer is not None and (exc.pointer or "#") not in message:
-        message += f" at schema pointer '{exc.pointer or '#'}'"
-    return RequestError(message, param=where, code="invalid_schema")
+    return RequestError(f"{where}: {exc.describe()}", param=where, code="invalid_schema")
 
 
 def _tool_choice(choice: Any, tools: tuple[ToolSpec, ...]) -> ToolChoice:

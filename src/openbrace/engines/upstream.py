@@ -49,7 +49,7 @@ import httpx
 
 from .. import wire
 from ..exceptions import InvalidOutputError, StreamTimeoutError, UpstreamError
-from ..tools import CallBuilder, ToolCallDelta, arguments_json, openai_tool_choice, openai_tools
+from ..tools import ToolCallDelta, arguments_json, openai_tool_choice, openai_tools
 from ..validation import first_violation
 from .base import (
     Engine,
@@ -171,14 +171,10 @@ class UpstreamEngine(Engine):
             ) from None
         return found
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Item]:
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Item]:
         """Text deltas from the upstream, then one `Finish`. See the module docstring."""
         items = self._generate(request)
-        if request.tools:
-            items = _checked_calls(items, request)
-        async with aclosing(items) as checked:  # type: ignore[type-var]
-            async for item in checked:
-                yield item
+        return _checked_calls(items, request) if request.tools else items
 
     async def _generate(self, request: GenerationRequest) -> AsyncIterator[Item]:
         styles: list[ResponseFormatStyle] = (
@@ -406,30 +402,30 @@ async def _checked_calls(
     """`items`, each tool call checked when it ends (the next call starts, or the finish):
     an upstream is trusted to follow the tools' schemas, not relied on."""
     tools = {tool.name: tool.parameters for tool in request.tools}
-    calls = CallBuilder()
-    current = -1
+    index, name, arguments = -1, "", ""  # the call being written
     async with aclosing(items):  # type: ignore[type-var]
         async for item in items:
             if isinstance(item, ToolCallDelta):
-                if item.index != current and current >= 0:
-                    _check_call(calls, current, tools)
-                current = item.index
-                calls.add(item)
-            elif isinstance(item, Finish) and current >= 0 and item.reason != "length":
-                _check_call(calls, current, tools)
+                if item.index != index:
+                    if index >= 0:
+                        _check_call(index, name, arguments, tools)
+                    index, name, arguments = item.index, "", ""
+                name += item.name or ""
+                arguments += item.arguments
+            elif isinstance(item, Finish) and index >= 0 and item.reason != "length":
+                _check_call(index, name, arguments, tools)
             yield item
 
 
-def _check_call(calls: CallBuilder, index: int, tools: dict[str, Any]) -> None:
-    call = next(c for i, c in enumerate(calls.calls()) if i == index)
-    where = f"tool call {index} ({call.name})"
-    if call.name not in tools:
-        raise InvalidOutputError(f"{where}: {call.name!r} is not one of the tools")
+def _check_call(index: int, name: str, arguments: str, tools: dict[str, Any]) -> None:
+    where = f"tool call {index} ({name})"
+    if name not in tools:
+        raise InvalidOutputError(f"{where}: {name!r} is not one of the tools")
     try:
-        arguments = arguments_json(call.arguments)
+        document = arguments_json(arguments)
     except ValueError as exc:
         raise InvalidOutputError(f"{where}: the arguments are not JSON: {exc}") from None
-    problem = first_violation(arguments, tools[call.name])
+    problem = first_violation(document, tools[name])
     if problem is not None:
         raise InvalidOutputError(
             f"{where}: the arguments do not match the tool's schema: {problem}"

@@ -388,20 +388,24 @@ class LocalEngine(Engine):
 
 
 def _tool_matcher(compiler: SchemaCompiler, request: GenerationRequest) -> Any:
-    """The grammar of calls (and text, for "auto"); each tool's schema checked first, so
-    an unsupported keyword is a 400 naming the tool, the keyword and its pointer."""
-    for i, tool in enumerate(request.tools):
-        try:
-            compiler.matcher(tool.parameters)
-        except InvalidSchemaError as exc:
-            raise schema_error(exc, f"tools[{i}].function.parameters") from None
+    """The grammar of calls (and text, for "auto"). If llguidance refuses it, each
+    tool's schema is compiled alone to say which: a 400 naming the tool, the keyword
+    and its pointer (a grammar error alone cannot point into one schema)."""
     grammar = tool_grammar(
         request.tools,
         request.tool_choice,
         parallel=request.parallel_tool_calls,
         schema=request.schema,
     )
-    return compiler.lark_matcher(grammar)
+    try:
+        return compiler.lark_matcher(grammar)
+    except InvalidSchemaError:
+        for i, tool in enumerate(request.tools):
+            try:
+                compiler.matcher(tool.parameters)
+            except InvalidSchemaError as exc:
+                raise schema_error(exc, f"tools[{i}].function.parameters") from None
+        raise
 
 
 def _prompt(model: LlamaModel, request: GenerationRequest, options: _Options) -> list[int]:

@@ -28,7 +28,15 @@ from collections.abc import Callable
 from typing import Any
 
 from ...exceptions import InvalidOutputError
-from ...tools import ForcedTool, ToolCallDelta, ToolChoice, ToolSpec, new_call_id
+from ...tools import (
+    ForcedTool,
+    ToolCallDelta,
+    ToolChoice,
+    ToolSpec,
+    arguments_json,
+    new_call_id,
+)
+from .prompt import chat
 
 __all__ = ["HERMES_SYSTEM", "CallParser", "prompt_turns", "template_messages", "tool_grammar"]
 
@@ -61,7 +69,7 @@ def prompt_turns(
             the history still shows earlier calls and results).
         text: how a message's content becomes a string.
     """
-    turns: list[dict[str, str]] = []
+    turns: list[dict[str, Any]] = []
     for message in messages:
         role = message.get("role")
         content = text(message.get("content"))
@@ -69,25 +77,26 @@ def prompt_turns(
             content += "".join(_written_call(call) for call in message["tool_calls"])
         elif role == "tool":
             role, content = "user", f"<tool_response>\n{content}\n</tool_response>"
-        turns.append({"role": "system" if role == "developer" else str(role), "content": content})
-    if offer and tools:
-        listed = "\n".join(json.dumps(t.to_openai(), ensure_ascii=False) for t in tools)
-        system = HERMES_SYSTEM.format(tools=listed)
-        if turns and turns[0]["role"] == "system":
-            turns[0] = {"role": "system", "content": f"{turns[0]['content']}\n\n{system}"}
-        else:
-            turns.insert(0, {"role": "system", "content": system})
-    return turns
+        turns.append({"role": role, "content": content})
+    if not (offer and tools):
+        return chat(turns)
+    listed = "\n".join(json.dumps(t.to_openai(), ensure_ascii=False) for t in tools)
+    return chat(turns, HERMES_SYSTEM.format(tools=listed))
 
 
 def _written_call(call: dict[str, Any]) -> str:
     function = call["function"]
-    try:
-        arguments = json.loads(function["arguments"] or "{}")
-    except ValueError:
-        arguments = function["arguments"]
+    arguments = _arguments_object(function["arguments"])
     body = json.dumps({"name": function["name"], "arguments": arguments}, ensure_ascii=False)
     return f"<tool_call>{body}</tool_call>"
+
+
+def _arguments_object(arguments: str) -> Any:
+    # A template shows arguments as an object; text that is not JSON stays as written.
+    try:
+        return arguments_json(arguments)
+    except ValueError:
+        return arguments
 
 
 def template_messages(messages: list[dict[str, Any]], text: Callable[[Any], str]) -> list[Any]:
@@ -105,10 +114,7 @@ def template_messages(messages: list[dict[str, Any]], text: Callable[[Any], str]
             for call in message["tool_calls"]:
                 function = call["function"]
                 names[call["id"]] = function["name"]
-                try:
-                    arguments = json.loads(function["arguments"] or "{}")
-                except ValueError:
-                    arguments = function["arguments"]
+                arguments = _arguments_object(function["arguments"])
                 calls.append(
                     {
                         "id": call["id"],

@@ -74,6 +74,15 @@ class InvalidSchemaError(OpenBraceError, ValueError):
         self.pointer = pointer
         self.keyword = keyword
 
+    def describe(self) -> str:
+        """The message, naming the keyword and its pointer if the raiser did not."""
+        message, keyword = self.message, self.keyword
+        if keyword and f"'{keyword}'" not in message and f"`{keyword}`" not in message:
+            message += f" (keyword '{keyword}')"
+        if self.pointer is not None and (self.pointer or "#") not in message:
+            message += f" at schema pointer '{self.pointer or '#'}'"
+        return message
+
 
 class PointerError(OpenBraceError, ValueError):
     """A JSON Pointer that is malformed or does not resolve against the document."""

@@ -139,12 +139,7 @@ def _check_schema(document: Any, schema: dict[str, Any] | None) -> None:
     """An unconstrained upstream may write valid JSON that breaks the schema."""
     if not schema:
         return
-    from .validation import first_violation
-
-    try:
-        problem = first_violation(document, schema)
-    except InvalidSchemaError as exc:  # the client's schema, not our failure
-        raise InvalidRequestError(exc.message, code="invalid_schema") from None
+    problem = _violation(document, schema)
     if problem is not None:
         raise InvalidOutputError(f"output does not match the schema: {problem}")
 
@@ -326,11 +321,12 @@ class _CallOps:
 
 
 def _violation(document: Any, schema: dict[str, Any]) -> str | None:
+    """The first way `document` breaks `schema`, or None."""
     from .validation import first_violation
 
     try:
         return first_violation(document, schema)
-    except InvalidSchemaError as exc:
+    except InvalidSchemaError as exc:  # the client's schema, not our failure
         raise InvalidRequestError(exc.message, code="invalid_schema") from None
 
 

@@ -53,7 +53,7 @@ from .limits import Gate
 from .metrics import Metrics
 from .responses import Runtime
 from .resume import Resumer
-from .stores import open_store
+from .stores import check_url, open_store
 
 __all__ = ["STATIC_DIR", "ServerConfig", "create_app"]
 
@@ -108,12 +108,7 @@ class ServerConfig:
             raise ValueError("an API key cannot be empty")
         if self.resume_ttl < 0 or self.resume_max_streams < 1 or self.resume_max_bytes < 1:
             raise ValueError("resume_ttl must be >= 0, resume_max_streams/bytes >= 1")
-        if self.resume_store not in (None, "memory") and not self.resume_store.startswith(
-            ("redis://", "rediss://", "unix://")
-        ):
-            raise ValueError(
-                f"unknown resume store {self.resume_store!r}: use 'memory' or redis://HOST:PORT/DB"
-            )
+        check_url(self.resume_store)
 
 
 def create_app(

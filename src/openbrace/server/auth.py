@@ -14,7 +14,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..exceptions import RequestError
 
-__all__ = ["RequireKey", "authorized"]
+__all__ = ["RequireKey", "authorized", "bearer_token"]
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer TOKEN` header, if any."""
+    scheme, _, token = (header or "").strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def authorized(header: str | None, keys: tuple[bytes, ...]) -> bool:
@@ -26,8 +32,7 @@ def authorized(header: str | None, keys: tuple[bytes, ...]) -> bool:
     """
     if not keys:
         return True
-    scheme, _, token = (header or "").strip().partition(" ")
-    given = token.strip().encode() if scheme.lower() == "bearer" else b""
+    given = (bearer_token(header) or "").encode()
     matched = False
     for key in keys:
         matched |= hmac.compare_digest(given, key)

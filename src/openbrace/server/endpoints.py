@@ -16,10 +16,10 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from ..engines.base import Engine, unknown_model_error
 from ..exceptions import RequestError
 from ..request import ChatPlan, parse_chat
+from .auth import bearer_token
 from .limits import read_body
 from .metrics import CONTENT_TYPE
 from .responses import GenerationResponse
-from .resume import bearer_token
 
 __all__ = ["completions", "healthz", "index", "metrics", "models"]
 

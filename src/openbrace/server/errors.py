@@ -44,7 +44,7 @@ def as_request_error(exc: BaseException) -> RequestError:
     if isinstance(exc, RequestError):
         return exc
     if isinstance(exc, InvalidSchemaError):
-        return RequestError(_schema_message(exc), param="response_format", code="invalid_schema")
+        return RequestError(exc.describe(), param="response_format", code="invalid_schema")
     if isinstance(exc, StreamError):
         status = _STREAM_ERROR_STATUS.get(exc.type, 500)
         return RequestError(exc.message, status=status, type=exc.type, code=exc.code)
@@ -61,13 +61,3 @@ def error_response(exc: BaseException) -> JSONResponse:
     if isinstance(exc, HTTPException):
         headers.update(exc.headers or {})  # 405's Allow
     return JSONResponse({"error": err.to_error()}, status_code=err.status, headers=headers)
-
-
-def _schema_message(exc: InvalidSchemaError) -> str:
-    # The message names the keyword and its pointer; add them if the raiser did not.
-    message = exc.message
-    if exc.keyword and f"'{exc.keyword}'" not in message and f"`{exc.keyword}`" not in message:
-        message += f" (keyword '{exc.keyword}')"
-    if exc.pointer is not None and (exc.pointer or "#") not in message:
-        message += f" at schema pointer '{exc.pointer or '#'}'"
-    return message

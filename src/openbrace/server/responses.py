@@ -297,7 +297,9 @@ class GenerationResponse:
             self.rt.engine, self.plan.request, partial_strings=self.plan.options.partial_strings
         )
         self._handed_off = True
-        copy = resumer.launch(stream_id, self._first_then_rest(source), on_end=self._end_generation)
+        copy = resumer.launch(
+            stream_id, self._first_then_rest(source), on_end=self._end_generation, ids=self.op_ids
+        )
         try:
             try:
                 first = await copy.__anext__()
@@ -322,10 +324,10 @@ class GenerationResponse:
             await _close(source)
 
     def _framed(self, records: AsyncIterator[wire.Numbered]) -> tuple[AsyncIterator[bytes], str]:
-        if self.sse:
-            return wire.sse_frames(records, keepalive=self.rt.keepalive), wire.SSE
         include_usage = self.plan.options.include_usage
-        return wire.ndjson_frames(records, include_usage=include_usage), wire.NDJSON
+        return wire.patch_frames(
+            records, sse=self.sse, keepalive=self.rt.keepalive, include_usage=include_usage
+        )
 
     async def _stream(
         self,
@@ -352,11 +354,7 @@ class GenerationResponse:
     def _patch_frames(
         self, source: AsyncIterator[Any], first: dict[str, Any]
     ) -> tuple[AsyncIterator[bytes], str]:
-        records = wire.number_ops(self._records(source, first), self.op_ids)
-        if self.sse:
-            return wire.sse_frames(records, keepalive=self.rt.keepalive), wire.SSE
-        frames = wire.ndjson_frames(records, include_usage=self.plan.options.include_usage)
-        return frames, wire.NDJSON
+        return self._framed(wire.number_ops(self._records(source, first), self.op_ids))
 
     async def _records(
         self, source: AsyncIterator[Any], record: dict[str, Any]

@@ -30,15 +30,14 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from ..exceptions import ServerError, StreamError
-from ..wire import Numbered, OpIds, Record
+from ..exceptions import ServerError
+from ..wire import Numbered, OpIds, Record, error_record
 from .metrics import Metrics
 from .stores import StoreUnavailableError, StreamStore, is_terminal
 
 __all__ = [
     "Resumer",
     "StreamNotFound",
-    "bearer_token",
     "new_stream_id",
     "owner_digest",
     "parse_after",
@@ -67,12 +66,6 @@ def owner_digest(stream_id: str, api_key: str | None) -> str:
     if not api_key:
         return ""
     return hmac.new(api_key.encode(), stream_id.encode(), "sha256").hexdigest()
-
-
-def bearer_token(header: str | None) -> str | None:
-    """The token of an `Authorization: Bearer TOKEN` header, if any."""
-    scheme, _, token = (header or "").strip().partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def parse_after(query: str | None, last_event_id: str | None) -> int:
@@ -156,11 +149,6 @@ class Resumer:
         self._metrics.held.set(held)
         self._metrics.bytes.set(size)
 
-    @property
-    def generating(self) -> int:
-        """Resumable generations running now (with or without a connected client)."""
-        return len(self._tasks)
-
     async def create(self, api_key: str | None) -> str:
         """Register a new stream owned by `api_key` (None: open server) and return its id.
 
@@ -177,18 +165,19 @@ class Resumer:
         records: AsyncIterator[Record],
         *,
         on_end: Callable[[], Awaitable[None]],
+        ids: OpIds | None = None,
     ) -> AsyncIterator[Numbered]:
         """Run `records` to its end in a task of its own; return the connected client's copy.
 
         The copy raises what `records` raises before its first record (a pre-stream
         refusal: the caller answers with an error status; the stream is discarded).
         Closing the copy detaches the client and nothing else. `on_end` runs when the
-        generation is over (it releases the generation slot).
+        generation is over (it releases the generation slot). `ids` numbers the ops
+        (the response's own numbering, so its log counts them).
         """
         tee = _Tee()
-        task = asyncio.get_running_loop().create_task(
-            self._produce(stream_id, records, tee, on_end), name=f"resumable-{stream_id[:8]}"
-        )
+        produce = self._produce(stream_id, records, tee, on_end, ids or OpIds())
+        task = asyncio.get_running_loop().create_task(produce, name=f"resumable-{stream_id[:8]}")
         self._tasks[stream_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(stream_id, None))
         return self._client_copy(tee)
@@ -201,11 +190,7 @@ class Resumer:
         Raises StreamNotFound (404: unknown, expired, or another key's) and
         StoreUnavailableError (503) before anything is sent.
         """
-        if not _ID.fullmatch(stream_id):
-            raise StreamNotFound
-        stored = await self.store.owner(stream_id)
-        if stored is None or not hmac.compare_digest(stored, owner_digest(stream_id, api_key)):
-            raise StreamNotFound
+        await self._authorize(stream_id, api_key)
         if self._metrics is not None:
             self._metrics.served.inc()
         return self.store.follow(stream_id, after)
@@ -218,11 +203,7 @@ class Resumer:
         `cancelled` record. Another replica's generation is not stopped (it runs to its
         end or its deadline), but its stream ends for every reader.
         """
-        if not _ID.fullmatch(stream_id):
-            raise StreamNotFound
-        stored = await self.store.owner(stream_id)
-        if stored is None or not hmac.compare_digest(stored, owner_digest(stream_id, api_key)):
-            raise StreamNotFound
+        await self._authorize(stream_id, api_key)
         task = self._tasks.get(stream_id)
         if task is not None:
             task.cancel()
@@ -251,14 +232,22 @@ class Resumer:
         finally:
             tee.attached = False  # the client is gone: the generation goes on
 
+    async def _authorize(self, stream_id: str, api_key: str | None) -> None:
+        """StreamNotFound unless `stream_id` exists and `api_key` started it."""
+        if not _ID.fullmatch(stream_id):
+            raise StreamNotFound
+        stored = await self.store.owner(stream_id)
+        if stored is None or not hmac.compare_digest(stored, owner_digest(stream_id, api_key)):
+            raise StreamNotFound
+
     async def _produce(
         self,
         stream_id: str,
         records: AsyncIterator[Record],
         tee: _Tee,
         on_end: Callable[[], Awaitable[None]],
+        ids: OpIds,
     ) -> None:
-        ids = OpIds()
         storing = True
         started = False
         try:
@@ -306,7 +295,7 @@ async def _ending(records: AsyncIterator[Record]) -> AsyncIterator[Record]:
     except Exception as exc:
         if first:
             raise
-        yield exc.to_record() if isinstance(exc, StreamError) else _internal(exc)
+        yield error_record(exc)
         return
     yield ServerError("the generation ended without a final record").to_record()
 
@@ -314,11 +303,6 @@ async def _ending(records: AsyncIterator[Record]) -> AsyncIterator[Record]:
 _CANCELLED: Record = {
     "error": {"message": "the stream was cancelled", "type": "server_error", "code": "cancelled"}
 }
-
-
-def _internal(exc: Exception) -> Record:
-    log.error("resumable stream failed after it started", exc_info=exc)
-    return ServerError("internal error while streaming").to_record()
 
 
 async def _aclose(iterator: AsyncIterator[Any]) -> None:

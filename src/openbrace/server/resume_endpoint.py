@@ -25,7 +25,8 @@ from starlette.responses import Response, StreamingResponse
 
 from .. import wire
 from ..exceptions import RequestError
-from .resume import Resumer, StreamNotFound, bearer_token, parse_after
+from .auth import bearer_token
+from .resume import Resumer, StreamNotFound, parse_after
 from .stores import StoreUnavailableError
 
 __all__ = ["streams"]
@@ -48,11 +49,11 @@ async def streams(request: Request) -> Response:
     with _refusals():
         records = await resumer.open(stream_id, key, after)
     headers = {"cache-control": "no-cache", "x-accel-buffering": "no", "x-stream-id": stream_id}
-    if "text/event-stream" in request.headers.get("accept", ""):
-        frames = wire.sse_frames(records, keepalive=state.config.keepalive)
-        return StreamingResponse(frames, media_type=wire.SSE, headers=headers)
-    frames = wire.ndjson_frames(records, include_usage=True)
-    return StreamingResponse(frames, media_type=wire.NDJSON, headers=headers)
+    sse = "text/event-stream" in request.headers.get("accept", "")
+    frames, media_type = wire.patch_frames(
+        records, sse=sse, keepalive=state.config.keepalive, include_usage=True
+    )
+    return StreamingResponse(frames, media_type=media_type, headers=headers)
 
 
 @contextlib.contextmanager

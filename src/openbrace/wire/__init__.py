@@ -32,7 +32,7 @@ from .codec import (
     encode_ndjson,
     encode_sse,
 )
-from .pumps import ndjson_frames, number_ops, sse_frames
+from .pumps import error_record, ndjson_frames, number_ops, patch_frames, sse_frames
 
 __all__ = [
     "KEEPALIVE",
@@ -47,7 +47,9 @@ __all__ = [
     "SSEEvents",
     "encode_ndjson",
     "encode_sse",
+    "error_record",
     "ndjson_frames",
     "number_ops",
+    "patch_frames",
     "sse_frames",
 ]

@@ -16,14 +16,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..exceptions import ServerError, StreamError
-from .codec import KEEPALIVE, Numbered, OpIds, Record, encode_ndjson, encode_sse
+from .codec import KEEPALIVE, NDJSON, SSE, Numbered, OpIds, Record, encode_ndjson, encode_sse
 
-__all__ = ["ndjson_frames", "number_ops", "sse_frames"]
+__all__ = ["error_record", "ndjson_frames", "number_ops", "patch_frames", "sse_frames"]
 
 log = logging.getLogger("openbrace")
 
 
-def _error_record(exc: BaseException) -> Record:
+def error_record(exc: BaseException) -> Record:
+    """The record that ends a stream whose source raised after it started."""
     if isinstance(exc, StreamError):
         return exc.to_record()
     log.error("patch stream failed after it started", exc_info=exc)
@@ -71,7 +72,7 @@ async def ndjson_frames(
             if "error" in record:
                 return
     except Exception as exc:
-        yield encode_ndjson(_error_record(exc))
+        yield encode_ndjson(error_record(exc))
     finally:
         await _aclose(records)
 
@@ -117,7 +118,7 @@ async def sse_frames(
             if kind == "end":
                 return
             if kind == "raise":
-                yield encode_sse(_error_record(item))
+                yield encode_sse(error_record(item))
                 return
             id, record = item
             yield encode_sse(record, id)
@@ -129,3 +130,13 @@ async def sse_frames(
                 pending.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def patch_frames(
+    records: AsyncIterator[Numbered], *, sse: bool, keepalive: float, include_usage: bool
+) -> tuple[AsyncIterator[bytes], str]:
+    """Numbered records framed as SSE or NDJSON (as the client's `Accept` asked), with
+    the media type to answer with."""
+    if sse:
+        return sse_frames(records, keepalive=keepalive), SSE
+    return ndjson_frames(records, include_usage=include_usage), NDJSON

@@ -28,6 +28,7 @@ __all__ = [
     "StoreStats",
     "StoreUnavailableError",
     "StreamStore",
+    "check_url",
     "entry_size",
     "is_terminal",
     "lost_record",
@@ -160,12 +161,17 @@ def open_store(
     max_bytes: int = 64 * 1024 * 1024,
 ) -> StreamStore:
     """The store for `--resume-store`: None or `memory` for in-process, `redis://...` for Redis."""
+    check_url(url)
     if url is None or url == "memory":
         from .memory import MemoryStore
 
         return MemoryStore(ttl=ttl, max_streams=max_streams, max_bytes=max_bytes)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from .redis import RedisStore
+    from .redis import RedisStore
 
-        return RedisStore(url, ttl=ttl, max_streams=max_streams, max_bytes=max_bytes)
-    raise ValueError(f"unknown resume store {url!r}: use 'memory' or redis://HOST:PORT/DB")
+    return RedisStore(url, ttl=ttl, max_streams=max_streams, max_bytes=max_bytes)
+
+
+def check_url(url: str | None) -> None:
+    """ValueError unless `url` names a store: None or `memory`, or a Redis URL."""
+    if url not in (None, "memory") and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"unknown resume store {url!r}: use 'memory' or redis://HOST:PORT/DB")

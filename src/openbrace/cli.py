@@ -525,10 +525,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         what = f"upstream {engine.base_url}"
         if args.parallel is not None:
             return _fail(args, "--parallel applies to the local engine only", "usage")
+        slots, queue = 64, 256
     else:
         from .engines.local import LocalEngine, default_engine
 
-        parallel = args.parallel or 1
+        parallel = 1 if args.parallel is None else args.parallel
         if parallel < 1:
             return _fail(args, "--parallel must be at least 1", "usage")
         engine = _hub_engine(args, args.model_id, parallel=parallel) or (
@@ -539,9 +540,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         what = f"local model {engine.model_id}"
         if parallel > 1:
             what += f" ({parallel} sequences of {engine.n_ctx} tokens each)"
-    # The local engine decodes `parallel` generations at once: more slots would only
-    # hide the queue inside the engine, where it is neither fair nor bounded.
-    slots, queue = (64, 256) if args.upstream else (args.parallel or 1, 16)
+        # The engine decodes `parallel` generations at once: more slots would only
+        # hide the queue inside the engine, where it is neither fair nor bounded.
+        slots, queue = parallel, 16
     try:
         config = ServerConfig(
             api_keys=keys,

@@ -784,10 +784,12 @@ class AsyncClient(_BaseClient):
         request = self._build_request(http, body, headers, timeout)
         while True:
             try:
-                async for event in self._one_connection(http, request, state, reader, timeout):
-                    if isinstance(event, PatchEvent):
-                        state.delivered()
-                    yield event
+                connection = self._one_connection(http, request, state, reader, timeout)
+                async with contextlib.aclosing(connection) as events:  # closed when we stop
+                    async for event in events:
+                        if isinstance(event, PatchEvent):
+                            state.delivered()
+                        yield event
                 return
             except (ProtocolError, TransportError, PatchStreamError) as exc:
                 delay = _retry_delay(exc, state, reader)

@@ -197,14 +197,13 @@ class LiveView:
                     self.add(event, (time.perf_counter() - self._start) * 1000)
                     if isinstance(event, PatchEvent):
                         last = event
-                    live.update(self.render())
                 self._status = "done"
             except BaseException as exc:
                 self._status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
                 raise
             finally:
                 self._ended = time.perf_counter()
-                live.update(self.render(), refresh=True)
+                live.refresh()  # the last frame, rendered by get_renderable
         self.document = last.snapshot if last is not None else None
         return self.document
 

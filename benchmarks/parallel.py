@@ -3,19 +3,19 @@
 N concurrent streams (N = 1, 2, 4, 8, 16), each sending its requests one after the
 other (a closed loop, `max(8, 2N)` requests in all, all streams starting together),
 over the five example schemas in turn (`benchmarks.generation.load_examples`:
-each example's own prompt and `max_tokens`), greedy, so every configuration writes
-the same documents. Three configurations:
+each example's own prompt and `max_tokens`), greedy, so a configuration writes the
+same documents on every run. Three configurations:
 
-- openbrace `--parallel N`: `LocalEngine(parallel=N)` (its default weights: the
-  shipped model converted once to BF16), requests through `patch_records`, the
-  pipeline behind the client and the server, in this process;
+- openbrace `--parallel N`: `LocalEngine(parallel=N)` (its defaults: the shipped
+  model converted once to BF16, flash attention), requests through `patch_records`,
+  the pipeline behind the client and the server, in this process;
 - one at a time: today's engine, `LocalEngine()` (parallel=1, the shipped Q4_1
   file), the same requests sent one after the other (the baseline of the goals);
 - llama-server `-np N`: llama.cpp's own server (built from the llama-cpp-python
   sdist, `benchmarks/llama_server.py`) on the same BF16 file, same thread count,
-  same chat messages, `response_format: json_schema` with the same schema, over
-  HTTP on loopback (streamed; its text fed to a `PatchEmitter` to time fields the
-  same way).
+  its default `--flash-attn auto` (on, on CPU), same chat messages,
+  `response_format: json_schema` with the same schema, over HTTP on loopback
+  (streamed; its text fed to a `PatchEmitter` to time fields the same way).
 
 Aggregate tokens/s = all completion tokens / wall time of the level. First field =
 from sending a request to its first op with a non-empty path. The machine is shared:

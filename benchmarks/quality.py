@@ -5,6 +5,7 @@ python -m benchmarks.quality                          # the shipped model
 python -m benchmarks.quality --model-file x.gguf      # any GGUF file
 python -m benchmarks.quality -hf Qwen/Qwen2.5-0.5B-Instruct-GGUF:q4_k_m
 python -m benchmarks.quality --requantize Q4_K_M      # the shipped weights, requantized
+python -m benchmarks.quality --parallel 8             # as `serve --parallel 8` runs it
 python -m benchmarks --only quality                   # the RESULTS.md section
 OPENBRACE_QUALITY_STORED=1 python -m benchmarks --only quality   # from quality.json
 ```
@@ -164,10 +165,12 @@ def requantize(source: Path, target: Path, quant: str) -> Path:
     return target
 
 
-def _engine(path: str | None, label: str | None = None) -> Any:
+def _engine(path: str | None, label: str | None = None, parallel: int = 1) -> Any:
+    """One llama.cpp thread; with `parallel` > 1 the batch engine's defaults (for the
+    shipped model: its BF16 copy, flash attention), each case alone in the batch."""
     from openbrace.engines.local import LocalEngine
 
-    return LocalEngine(path, label, n_threads=1) if path else LocalEngine(n_threads=1)
+    return LocalEngine(path, label, n_threads=1, parallel=parallel)
 
 
 def _store(result: dict[str, Any], label: str) -> None:
@@ -271,6 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     source.add_argument("-hf", "--hf-repo", help="OWNER/REPO[:QUANT] or a catalog alias")
     source.add_argument("--requantize", metavar="QUANT", help="the shipped weights, requantized")
     parser.add_argument("--label", help="the model's name in the table (default: the file's)")
+    parser.add_argument(
+        "--parallel", type=int, default=1, help="run it as `serve --parallel N` does"
+    )
     parser.add_argument("--smoke", action="store_true", help="2 tickets, 1 extraction, 1 level")
     args = parser.parse_args(argv)
     path = args.model_file
@@ -286,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         path = str(requantize(default_model_path(), target, args.requantize))
     label = args.label or _label(path)
-    engine = _engine(path)
+    engine = _engine(path, parallel=args.parallel)
     result = measure(engine, smoke=args.smoke)
     if not args.smoke:
         _store(result, label)

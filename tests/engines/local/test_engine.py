@@ -67,3 +67,14 @@ def test_only_the_llama_cpp_wrapper_imports_llama_cpp() -> None:
             if any(name.split(".")[0] == "llama_cpp" for name in names):
                 importers.add(path.relative_to(source).as_posix())
     assert importers == {"engines/local/llamacpp.py"}
+
+
+def test_the_batch_engine_defaults_to_bf16_and_flash_attention() -> None:
+    """Batched: the shipped model's BF16 copy, flash attention (as llama-server's
+    `auto`); one at a time: the file as it is, plain attention; both overridable."""
+    solo, batched = LocalEngine(), LocalEngine(parallel=4)
+    assert (solo.weights, solo.flash_attn) == ("file", False)
+    assert (batched.weights, batched.flash_attn) == ("bf16", True)
+    exact = LocalEngine(parallel=4, weights="file", flash_attn=False)
+    assert (exact.weights, exact.flash_attn) == ("file", False)
+    assert LocalEngine("other.gguf", parallel=4).weights == "file"

@@ -268,3 +268,35 @@ def test_an_error_in_a_step_fails_the_running_jobs_and_the_loop_goes_on() -> Non
     assert wait_until(lambda: bool(later.items) and later.items[-1] is None)
     assert later.text == "<7><7>"
     scheduler.close()
+
+
+def test_the_masks_of_a_step_are_computed_while_the_backend_decodes() -> None:
+    """A step's masks overlap its decode (the decode below only returns once they ran),
+    cover the sequences that get logits, and mask the sampling."""
+    import threading
+
+    masked = threading.Event()
+    seen: list[int] = []
+
+    class WaitingBackend(FakeBackend):
+        def decode(self, chunks: Seq[Chunk]) -> NDArray[np.float32]:
+            assert masked.wait(5), "the masks were not computed during the decode"
+            masked.clear()
+            return super().decode(chunks)
+
+    def masks(sequences: list[Sequence], n_vocab: int) -> list[Any]:
+        seen.append(len(sequences))
+        masked.set()
+        allowed = np.zeros(n_vocab, dtype=np.bool_)
+        allowed[5] = True  # the logits prefer 7: only the mask makes it 5
+        return [allowed] * len(sequences)
+
+    scheduler = Scheduler(WaitingBackend(), masks, N_VOCAB, EngineStats(), threaded=False)
+    first, second = Inbox(), Inbox()
+    scheduler.submit(_sequence([1, 2], max_tokens=2), first)
+    scheduler.submit(_sequence([3, 4], max_tokens=2), second)
+    while scheduler.step():
+        pass
+    assert first.text == second.text == "<5><5>"
+    assert seen == [2, 2]
+    scheduler.close()

@@ -137,8 +137,8 @@ class BatchMasks:
     """The next-token masks of many sequences at once, for the scheduler.
 
     One `llguidance.LLExecutor` computes the masks of every constrained sequence of
-    a step together (`fill_next_token_bitmask_par`, in parallel threads when there
-    are cores to spare), into one bitmask array reused from step to step.
+    a step together (`fill_next_token_bitmask_par`, in `threads` threads), into one
+    bitmask array reused from step to step.
     """
 
     def __init__(self, tokenizer: llguidance.LLTokenizer, threads: int | None = None):

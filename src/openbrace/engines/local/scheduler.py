@@ -12,9 +12,12 @@ loops while there is work. Each step it
    for a newcomer's prompt); then prompt chunks of newcomers, first come first
    served, up to `n_batch` tokens (chunked prefill: a long prompt takes several steps
    and never stalls the others for more than one `n_batch` chunk),
-4. decodes it, computes the grammar masks of every sequence that got logits
-   together (`masks`), samples each with its own sampler, and hands each job's
-   text to its `sink`.
+4. decodes it, samples every sequence that got logits with its own sampler and
+   grammar mask, and hands each job's text to its `sink`. The masks of a step are
+   computed together (`masks`) in a helper thread while llama.cpp decodes: a
+   sequence's grammar state is final once its tokens are in the batch, so the mask
+   is ready when its logits are (grammar work overlaps the forward pass, as vLLM
+   and SGLang overlap it, instead of adding to every step).
 
 A newcomer whose prompt shares a long prefix with the prompt another newcomer is
 still evaluating waits for it (`_SHARE_MIN` tokens or more), then copies it: a system
@@ -31,6 +34,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from collections.abc import Sequence as Seq
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -188,6 +192,7 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._threaded = threaded
+        self._mask_thread = ThreadPoolExecutor(1, thread_name_prefix="openbrace-masks")
 
     def submit(self, sequence: Sequence, sink: Sink) -> Job:
         """Queue a sequence; its text goes to `sink` from the scheduler's thread."""
@@ -223,6 +228,7 @@ class Scheduler:
         for job in [*self._running, *self._waiting]:
             self._finish(job, EngineUnavailableError("the engine was closed"))
         self._waiting.clear()
+        self._mask_thread.shutdown()
 
     def _loop(self) -> None:
         while True:
@@ -244,17 +250,21 @@ class Scheduler:
         if not chosen:
             return False
         chunks = [self._chunk(job, take) for job, take in chosen]
+        ready = [job for (job, _), chunk in zip(chosen, chunks, strict=True) if chunk.logits]
+        sequences = [job.sequence for job in ready]
+        masks = self._mask_thread.submit(self._masks, sequences, self._n_vocab)
         try:
             logits = self._backend.decode(chunks)
         except Exception as exc:  # the cache state of these sequences is unknown now
+            masks.exception()  # wait: the matchers are not touched while it runs
             for job, _ in chosen:
                 self._forget(job)
                 self._finish(job, EngineUnavailableError(f"the model failed: {exc}"))
             return True
         self._stats.decode_calls += 1
         self._stats.batches.append((sum(len(c.tokens) for c in chunks), len(chunks)))
-        ready = self._advance(chosen)
-        self._sample(ready, logits)
+        self._advance(chosen)
+        self._sample(ready, logits, masks.result())
         return True
 
     def _drop_cancelled(self) -> None:
@@ -320,26 +330,25 @@ class Scheduler:
             job.slot.id, len(job.slot.cached), job.pending[:take], take == len(job.pending)
         )
 
-    def _advance(self, chosen: list[tuple[Job, int]]) -> list[Job]:
-        """Record what was evaluated; the jobs whose logits are ready, in batch order."""
-        ready = []
+    def _advance(self, chosen: list[tuple[Job, int]]) -> None:
+        """Record what was evaluated: a job with nothing pending now decodes."""
         for job, take in chosen:
             assert job.slot is not None
             job.slot.cached += job.pending[:take]
             job.pending = job.pending[take:]
             if not job.pending:
                 job.decoding = True
-                ready.append(job)
-        return ready
 
-    def _sample(self, ready: list[Job], logits: NDArray[np.float32]) -> None:
-        live = [job for job in ready if not job.cancelled]
-        rows = {id(job): row for job, row in zip(ready, logits, strict=True)}
-        allowed = self._masks([job.sequence for job in live], self._n_vocab)
-        for job, mask in zip(live, allowed, strict=True):
+    def _sample(
+        self, ready: list[Job], logits: NDArray[np.float32], allowed: list[NDArray[np.bool_] | None]
+    ) -> None:
+        """Sample the jobs that got logits (rows and masks in batch order)."""
+        for job, row, mask in zip(ready, logits, allowed, strict=True):
+            if job.cancelled:
+                continue
             sequence = job.sequence
             try:
-                token = sequence.sampler.sample(rows[id(job)], mask)
+                token = sequence.sampler.sample(row, mask)
                 job.pending, text = sequence.accept(token)
             except Exception as exc:
                 self._finish(job, exc)

@@ -94,8 +94,8 @@ class LocalEngine(Engine):
         flash_attn: flash attention in the batch context. None (the default): on
             with `parallel` > 1, as llama-server's `--flash-attn auto` does on CPU.
             Its kernel skips the cache cells of other sequences, which plain
-            attention computes and masks: +15-25% tokens/s at 8 streams (docs/parallel.md);
-            the logits differ from one-at-a-time in the last digits, so
+            attention computes and masks: +22% tokens/s at 8 streams measured
+            (docs/parallel.md); the logits differ in their last digits, so
             `weights="file", flash_attn=False` is the setting that writes exactly
             what the one-at-a-time engine writes.
         n_batch: tokens per batched step (decode tokens plus prompt chunks).

@@ -51,6 +51,21 @@ RunOne = Callable[[Example], Awaitable[dict[str, float]]]
 
 
 @dataclass
+class Level:
+    config: str
+    streams: int
+    tokens: int = 0
+    seconds: float = 0.0
+    load: float = 0.0
+    invalid: int = 0  # documents that were not valid JSON
+    first: Stat = field(default_factory=Stat)
+
+    @property
+    def rate(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+@dataclass
 class Pair:
     """One at a time, then `PAIRED` streams, run back to back on loaded engines."""
 
@@ -64,21 +79,6 @@ class Pair:
     @property
     def latency(self) -> float:
         return self.batched.first.median / self.solo.first.median
-
-
-@dataclass
-class Level:
-    config: str
-    streams: int
-    tokens: int = 0
-    seconds: float = 0.0
-    load: float = 0.0
-    invalid: int = 0  # documents that were not valid JSON
-    first: Stat = field(default_factory=Stat)
-
-    @property
-    def rate(self) -> float:
-        return self.tokens / self.seconds if self.seconds else 0.0
 
 
 async def _ours(engine: Any, example: Example) -> dict[str, float]:

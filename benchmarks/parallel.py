@@ -165,6 +165,12 @@ async def _level(config: str, streams: int, examples: list[Example], run_one: Ru
     return level
 
 
+async def _warm_up(engine: Any, example: Example) -> None:
+    """Load the model and run one request, so no level pays for either."""
+    await engine.load()
+    await _ours(engine, example)
+
+
 async def _pairs(examples: list[Example], streams: int, rounds: int) -> list[Pair]:
     from openbrace.engines.local import LocalEngine
 
@@ -172,8 +178,7 @@ async def _pairs(examples: list[Example], streams: int, rounds: int) -> list[Pai
     pairs = []
     try:
         for engine in (solo, batched):
-            await engine.load()
-            await _ours(engine, examples[0])  # warm-up
+            await _warm_up(engine, examples[0])
         for _ in range(rounds):
             one = await _level("one at a time", 1, examples, functools.partial(_ours, solo))
             many = await _level(
@@ -195,15 +200,13 @@ async def _measure(levels: tuple[int, ...], examples: list[Example], threads: in
 
     out = []
     solo = LocalEngine()
-    await solo.load()
-    await _ours(solo, examples[0])  # warm-up
+    await _warm_up(solo, examples[0])
     out.append(await _level("one at a time", 1, examples, functools.partial(_ours, solo)))
     await solo.aclose()
     model_file = None
     for n in levels:
         engine = LocalEngine(parallel=n, weights="bf16")
-        await engine.load()
-        await _ours(engine, examples[0])
+        await _warm_up(engine, examples[0])
         out.append(
             await _level("openbrace --parallel N", n, examples, functools.partial(_ours, engine))
         )

@@ -7,6 +7,7 @@ tokenizer (token t is the text `<t>`, token 0 ends generation).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence as Seq
 from typing import Any
 
@@ -273,8 +274,6 @@ def test_an_error_in_a_step_fails_the_running_jobs_and_the_loop_goes_on() -> Non
 def test_the_masks_of_a_step_are_computed_while_the_backend_decodes() -> None:
     """A step's masks overlap its decode (the decode below only returns once they ran),
     cover the sequences that get logits, and mask the sampling."""
-    import threading
-
     masked = threading.Event()
     seen: list[int] = []
 
